@@ -1,0 +1,163 @@
+"""RFC 9224 bootstrap: which registry serves an address, with no request per address.
+
+The ancestor sent a HEAD request per address to learn its registry; the
+bootstrap file answers the same question locally. It is loaded once per
+process (cached by source), from a path, from an http(s) URL (cached on disk
+for ``BOOTSTRAP_MAX_AGE_S``), or, by default, from IANA's file shipped in the
+package. Longest prefix match, as the RFC requires.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import ipspace
+from .registries import registry_for_url
+from .settings import Settings
+
+
+class BootstrapError(RuntimeError):
+    """The bootstrap file is missing, unreachable or not an RFC 9224 IPv4 file."""
+
+
+@dataclass(frozen=True)
+class Service:
+    registry: str
+    base_url: str  # ends with "/"
+
+
+class Bootstrap:
+    """Prefix → RDAP service map from an RFC 9224 IPv4 bootstrap document."""
+
+    def __init__(self, document: dict[str, Any], source: str = "", prefer_https: bool = True) -> None:
+        try:
+            services = document["services"]
+        except (KeyError, TypeError):
+            raise BootstrapError(f"{source or 'bootstrap'}: no 'services' array") from None
+        self.source = source
+        self.publication = document.get("publication")
+        self.services: list[Service] = []
+        # per prefix length: {network >> (32 - len): service index}
+        self._by_length: dict[int, dict[int, int]] = {}
+        for entry in services:
+            if not (isinstance(entry, list) and len(entry) >= 2):
+                raise BootstrapError(f"{source}: malformed service entry {entry!r}")
+            prefixes, urls = entry[0], entry[1]
+            url = self._choose_url(urls, prefer_https)
+            if url is None:
+                continue
+            self.services.append(Service(registry_for_url(url), url))
+            index = len(self.services) - 1
+            for prefix in prefixes:
+                start, end = ipspace.network_range(prefix)
+                length = 32 - (end - start + 1).bit_length() + 1
+                self._by_length.setdefault(length, {})[start >> (32 - length) if length else 0] = index
+        self._lengths = sorted(self._by_length, reverse=True)
+
+    @staticmethod
+    def _choose_url(urls: list[str], prefer_https: bool) -> str | None:
+        ok = [u for u in urls if isinstance(u, str) and urlsplit(u).scheme in ("http", "https")]
+        if not ok:
+            return None
+        if prefer_https:
+            ok.sort(key=lambda u: urlsplit(u).scheme != "https")
+        url = ok[0]
+        return url if url.endswith("/") else url + "/"
+
+    def route(self, addr: int) -> Service | None:
+        """The service for an address (longest matching prefix), or None if no registry serves it."""
+        for length in self._lengths:
+            index = self._by_length[length].get(addr >> (32 - length) if length else 0)
+            if index is not None:
+                return self.services[index]
+        return None
+
+    def hosts(self) -> set[str]:
+        """``host:port`` of every service, the default allowlist for redirects."""
+        return {_netloc(s.base_url) for s in self.services}
+
+    def registries(self) -> list[str]:
+        return sorted({s.registry for s in self.services})
+
+
+def _netloc(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+def default_document() -> dict[str, Any]:
+    return json.loads(resources.files("whoiscrawl").joinpath("data/iana/rdap-bootstrap-ipv4.json").read_text())
+
+
+def _fetch(url: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        raise BootstrapError(f"cannot fetch bootstrap {url}: {exc}") from exc
+
+
+def _cache_path(settings: Settings, url: str) -> Path:
+    safe = "".join(c if c.isalnum() else "_" for c in url)[-120:]
+    return settings.home / "bootstrap" / f"{safe}.json"
+
+
+def load_document(source: str | None = None, settings: Settings | None = None,
+                  refresh: bool = False) -> tuple[dict[str, Any], str]:
+    """The bootstrap document named by ``source`` (or the BOOTSTRAP setting) and where it came from."""
+    settings = settings or Settings()
+    source = source if source is not None else settings.BOOTSTRAP
+    if not source:
+        return default_document(), "iana (shipped)"
+    if urlsplit(source).scheme in ("http", "https"):
+        cache = _cache_path(settings, source)
+        fresh = cache.exists() and time.time() - cache.stat().st_mtime < settings.BOOTSTRAP_MAX_AGE_S
+        if fresh and not refresh:
+            return json.loads(cache.read_text()), source
+        try:
+            doc = _fetch(source)
+        except BootstrapError:
+            if cache.exists() and not refresh:  # stale beats nothing; say so in the source
+                return json.loads(cache.read_text()), source + " (stale cache)"
+            raise
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, cache)
+        return doc, source
+    path = Path(source)
+    try:
+        return json.loads(path.read_text()), str(path)
+    except (OSError, ValueError) as exc:
+        raise BootstrapError(f"cannot read bootstrap file {path}: {exc}") from exc
+
+
+@lru_cache(maxsize=8)
+def _cached(source: str, home: str) -> Bootstrap:
+    doc, where = load_document(source, Settings({"HOME": home}))
+    return Bootstrap(doc, where)
+
+
+def get_bootstrap(source: str | None = None, settings: Settings | None = None) -> Bootstrap:
+    """The process-wide Bootstrap for a source, loaded once."""
+    settings = settings or Settings()
+    return _cached(source if source is not None else settings.BOOTSTRAP, str(settings.home))
+
+
+def refresh(source: str | None = None, settings: Settings | None = None) -> Bootstrap:
+    """Fetch the bootstrap file again (for URLs) and replace the cached copy."""
+    settings = settings or Settings()
+    doc, where = load_document(source, settings, refresh=True)
+    _cached.cache_clear()
+    return Bootstrap(doc, where)

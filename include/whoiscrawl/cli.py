@@ -1,0 +1,119 @@
+"""The ``whoiscrawl`` command: stack, simulator, seed, telemetry, bootstrap, settings, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
+    from . import stack
+
+    return stack.main(rest)
+
+
+def _cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
+    from .simulator.cli import main
+
+    return main(rest)
+
+
+def _cmd_seed(args: argparse.Namespace, rest: list[str]) -> int:
+    from . import seed
+
+    summary = seed.prepare_seed(args.out, source=args.source, limit=args.limit, random_seed=args.random_seed)
+    print(json.dumps(summary.as_dict(), indent=2))
+    return 0
+
+
+def _cmd_telemetry(args: argparse.Namespace, rest: list[str]) -> int:
+    import time
+
+    from .kafka_io import make_consumer, read_all
+    from .settings import Settings
+    from .telemetry import aggregate, format_aggregate
+
+    settings = Settings()
+    consumer = make_consumer(settings, group_id="whoiscrawl-telemetry")
+    try:
+        while True:
+            reports = [json.loads(v) for _k, v in read_all(consumer, settings.KAFKA_METRICS_TOPIC)]
+            print(format_aggregate(aggregate(reports)), flush=True)
+            if not args.follow:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        consumer.close()
+
+
+def _cmd_bootstrap(args: argparse.Namespace, rest: list[str]) -> int:
+    from . import bootstrap
+
+    b = bootstrap.refresh(args.source or None)
+    print(json.dumps({"source": b.source, "publication": b.publication,
+                      "services": [{"registry": s.registry, "url": s.base_url} for s in b.services]}, indent=2))
+    return 0
+
+
+def _cmd_settings(args: argparse.Namespace, rest: list[str]) -> int:
+    from . import settings
+
+    if args.markdown:
+        print(settings.markdown_table())
+    else:
+        print(json.dumps(settings.Settings().as_dict(), indent=2, default=str))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
+    from .demo import run_demo
+
+    return run_demo(limit=args.limit, chunks=args.chunks, random_seed=args.random_seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="whoiscrawl", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("stack", help="start, check or stop the local stack: stack up|status|down",
+                   add_help=False).set_defaults(func=_cmd_stack)
+    sub.add_parser("simulate", help="run the RDAP registry simulator (see simulate --help)",
+                   add_help=False).set_defaults(func=_cmd_simulate)
+    s = sub.add_parser("seed", help="write a seed list to sqlite")
+    s.add_argument("--out", required=True)
+    s.add_argument("--source", default="classic", help="'classic' or a file of addresses")
+    s.add_argument("--limit", type=int, default=None)
+    s.add_argument("--random-seed", type=int, default=2018)
+    s.set_defaults(func=_cmd_seed)
+    t = sub.add_parser("telemetry", help="print the cluster's aggregate counters from the metrics topic")
+    t.add_argument("--follow", action="store_true", help="keep printing")
+    t.add_argument("--interval", type=float, default=10.0)
+    t.set_defaults(func=_cmd_telemetry)
+    b = sub.add_parser("bootstrap", help="bootstrap refresh [SOURCE]: fetch the RFC 9224 file again")
+    b.add_argument("action", choices=["refresh"])
+    b.add_argument("source", nargs="?", default="")
+    b.set_defaults(func=_cmd_bootstrap)
+    st = sub.add_parser("settings", help="print the resolved settings")
+    st.add_argument("--markdown", action="store_true", help="the README's table")
+    st.set_defaults(func=_cmd_settings)
+    d = sub.add_parser("demo", help="run the DAG against the local simulator and print the coverage report")
+    d.add_argument("--limit", type=int, default=20000)
+    d.add_argument("--chunks", type=int, default=8)
+    d.add_argument("--random-seed", type=int, default=2018)
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command not in ("stack", "simulate") and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return int(args.func(args, rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

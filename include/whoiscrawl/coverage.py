@@ -1,0 +1,72 @@
+"""The coverage report: how much of the non-reserved IPv4 space the crawl's networks cover.
+
+Nested and overlapping networks are counted once (the union of ranges), in
+total and per registry; the counters are the ancestor's six, summed over the
+chunks that succeeded (a retried chunk's dead attempt is not counted twice).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any, Iterable
+
+import numpy as np
+
+from . import ipspace
+from .stats import ANCESTOR_COUNTERS
+
+
+def union_of(ranges: list[tuple[int, int]]) -> int:
+    if not ranges:
+        return 0
+    arr = np.array(ranges, dtype=np.int64)
+    s, e = ipspace.merge_intervals(arr[:, 0], arr[:, 1])
+    return int((e - s + 1).sum())
+
+
+def coverage_report(networks: Iterable[dict[str, Any]], outcomes: Iterable[dict[str, Any]],
+                    seed_count: int, run: str = "") -> dict[str, Any]:
+    """``networks``: distinct network records (registry, start, end); ``outcomes``: the chunks' results."""
+    total_nr = ipspace.non_reserved_total()
+    per_registry: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    all_ranges: list[tuple[int, int]] = []
+    for net in networks:
+        r = (ipspace.to_int(net["start"]), ipspace.to_int(net["end"]))
+        per_registry[net["registry"]].append(r)
+        all_ranges.append(r)
+    covered = union_of(all_ranges)
+
+    counters: Counter[str] = Counter({name: 0 for name in ANCESTOR_COUNTERS})
+    reasons: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    duration = 0.0
+    for o in outcomes:
+        counters.update(o.get("counters", {}))
+        reasons.update(o.get("failed_by_reason", {}))
+        for k in ("addresses", "skipped", "looked_up", "failed"):
+            totals[k] += int(o.get(k, 0))
+        duration = max(duration, float(o.get("duration_s", 0.0)))
+
+    return {
+        "run": run,
+        "seed_addresses": seed_count,
+        "addresses_crawled": totals["addresses"],
+        "looked_up": totals["looked_up"],
+        "skipped": totals["skipped"],
+        "failed": totals["failed"],
+        "failed_by_reason": dict(sorted(reasons.items())),
+        "distinct_networks": len(all_ranges),
+        "addresses_covered": covered,
+        "non_reserved_total": total_nr,
+        "coverage_percent": round(100.0 * covered / total_nr, 4),
+        "per_registry": {
+            reg: {
+                "networks": len(rs),
+                "addresses_covered": union_of(rs),
+                "percent_of_non_reserved": round(100.0 * union_of(rs) / total_nr, 4),
+            }
+            for reg, rs in sorted(per_registry.items())
+        },
+        "counters": {name: int(counters[name]) for name in ANCESTOR_COUNTERS},
+        "longest_chunk_s": round(duration, 3),
+    }

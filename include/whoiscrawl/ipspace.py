@@ -1,0 +1,137 @@
+"""IPv4 address arithmetic and the reserved space, as numbers.
+
+Addresses are handled as unsigned 32-bit integers throughout the project: a
+seed list of millions of addresses fits in a numpy array, and an interval
+union is two sorted arrays.
+
+Two notions of "reserved" exist and both are needed:
+
+* the *ancestor's* filter for seed addresses (its old ``ipaddr`` library:
+  private 10/8, 172.16/12, 192.168/16; link-local 169.254/16; loopback 127/8;
+  multicast 224/4; reserved 240/4), which fixes the classic seed at exactly
+  4,706,768 addresses;
+* IANA's special-purpose registry plus multicast, whose complement is the
+  3,702,257,664 non-reserved addresses that coverage is measured against.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Iterable
+
+import numpy as np
+
+ADDRESS_SPACE = 1 << 32
+
+#: The ancestor's excluded blocks (ipaddr's is_private/is_link_local/is_loopback/is_multicast/is_reserved).
+ANCESTOR_EXCLUDED: tuple[str, ...] = (
+    "10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+)
+
+#: Multicast is in its own IANA registry, not in the special-purpose one.
+MULTICAST = "224.0.0.0/4"
+
+
+def to_int(address: str) -> int:
+    """Dotted quad to integer; raises ValueError for anything that is not one IPv4 address."""
+    return int(ipaddress.IPv4Address(address.strip()))
+
+
+def to_str(value: int) -> str:
+    return str(ipaddress.IPv4Address(int(value)))
+
+
+def network_range(cidr: str) -> tuple[int, int]:
+    """First and last address of a CIDR block, inclusive."""
+    net = ipaddress.IPv4Network(cidr.strip(), strict=False)
+    return int(net.network_address), int(net.broadcast_address)
+
+
+def range_to_cidrs(start: int, end: int) -> list[str]:
+    """The CIDR blocks that exactly cover ``start..end`` (a registry range need not be one prefix)."""
+    return [str(n) for n in ipaddress.summarize_address_range(
+        ipaddress.IPv4Address(int(start)), ipaddress.IPv4Address(int(end)))]
+
+
+def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of inclusive intervals as disjoint, sorted, non-adjacent-merged intervals."""
+    if len(starts) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], e[order]
+    run_end = np.maximum.accumulate(e)
+    # a new group starts where the interval begins after everything before it ended (+1: adjacent merge)
+    new_group = np.empty(len(s), dtype=bool)
+    new_group[0] = True
+    new_group[1:] = s[1:] > run_end[:-1] + 1
+    group_starts = s[new_group]
+    idx = np.flatnonzero(new_group)
+    group_ends = np.maximum.reduceat(e, idx)
+    return group_starts, group_ends
+
+
+def union_size(ranges: Iterable[tuple[int, int]]) -> int:
+    """Addresses covered by a set of inclusive ranges, overlaps counted once."""
+    pairs = list(ranges)
+    if not pairs:
+        return 0
+    arr = np.array(pairs, dtype=np.int64)
+    s, e = merge_intervals(arr[:, 0], arr[:, 1])
+    return int((e - s + 1).sum())
+
+
+@lru_cache(maxsize=1)
+def iana_special_purpose() -> tuple[tuple[int, int], ...]:
+    """Blocks of IANA's IPv4 special-purpose registry (shipped XML), plus multicast."""
+    text = resources.files("whoiscrawl").joinpath("data/iana/iana-ipv4-special-registry.xml").read_text()
+    blocks: list[tuple[int, int]] = [network_range(MULTICAST)]
+    for cell in re.findall(r"<address>(.*?)</address>", text, flags=re.S):
+        cell = re.sub(r"<xref[^>]*/>", "", cell)
+        for cidr in cell.split(","):
+            if cidr.strip():
+                blocks.append(network_range(cidr))
+    return tuple(blocks)
+
+
+@lru_cache(maxsize=1)
+def reserved_intervals() -> tuple[np.ndarray, np.ndarray]:
+    blocks = np.array(iana_special_purpose(), dtype=np.int64)
+    return merge_intervals(blocks[:, 0], blocks[:, 1])
+
+
+def non_reserved_total() -> int:
+    """Addresses outside IANA's special-purpose blocks and multicast: 3,702,257,664."""
+    s, e = reserved_intervals()
+    return ADDRESS_SPACE - int((e - s + 1).sum())
+
+
+def _in_intervals(addrs: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    a = np.asarray(addrs, dtype=np.int64)
+    i = np.searchsorted(starts, a, side="right") - 1
+    ok = i >= 0
+    result = np.zeros(len(a), dtype=bool)
+    result[ok] = a[ok] <= ends[i[ok]]
+    return result
+
+
+def is_reserved_many(addrs: np.ndarray) -> np.ndarray:
+    s, e = reserved_intervals()
+    return _in_intervals(addrs, s, e)
+
+
+@lru_cache(maxsize=1)
+def _ancestor_intervals() -> tuple[np.ndarray, np.ndarray]:
+    blocks = np.array([network_range(c) for c in ANCESTOR_EXCLUDED], dtype=np.int64)
+    return merge_intervals(blocks[:, 0], blocks[:, 1])
+
+
+def ancestor_excluded_many(addrs: np.ndarray) -> np.ndarray:
+    """True where the ancestor's ipaddr-based filter would drop the address."""
+    s, e = _ancestor_intervals()
+    return _in_intervals(addrs, s, e)

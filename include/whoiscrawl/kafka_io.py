@@ -1,0 +1,132 @@
+"""Kafka clients for results and telemetry, built from the Airflow connection.
+
+The apache-kafka provider's hooks read the connection ``kafka_default`` (its
+extra is the librdkafka config, e.g. ``{"bootstrap.servers": ...}``); the
+subclasses here only add what the crawl needs on top: an idempotent producer
+with ``acks=all`` (an address is done only once its result is acknowledged)
+and a consumer that reads exact offset ranges. Outside Airflow (CLI, bench),
+``WHOISCRAWL_KAFKA_BOOTSTRAP_SERVERS`` gives the servers directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Iterator
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from .settings import Settings
+
+PRODUCER_OVERRIDES: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "compression.type": "zstd",
+    "linger.ms": 20,
+    "message.timeout.ms": 120_000,  # a broker that is down long enough fails the delivery, never silently
+}
+
+
+def base_config(settings: Settings | None = None, conn_id: str = "kafka_default") -> dict[str, Any]:
+    """librdkafka config: the bootstrap-servers setting if given, else the Airflow connection."""
+    settings = settings or Settings()
+    if settings.KAFKA_BOOTSTRAP_SERVERS:
+        return {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS}
+    from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
+
+    return KafkaBaseHook(kafka_config_id=conn_id)._build_config()
+
+
+def make_producer(settings: Settings | None = None, conn_id: str = "kafka_default") -> Producer:
+    config = {**base_config(settings, conn_id), **PRODUCER_OVERRIDES}
+    return Producer(config)
+
+
+def make_consumer(settings: Settings | None = None, conn_id: str = "kafka_default",
+                  group_id: str = "whoiscrawl-drain") -> Consumer:
+    config = {**base_config(settings, conn_id), "group.id": group_id,
+              "enable.auto.commit": False, "auto.offset.reset": "earliest",
+              "enable.partition.eof": True}
+    return Consumer(config)
+
+
+def end_offsets(consumer: Consumer, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+    """High watermark of every partition of ``topic``: where the next message will land."""
+    meta = consumer.list_topics(topic, timeout=timeout_s)
+    if topic not in meta.topics or meta.topics[topic].error is not None:
+        raise KafkaException(f"topic {topic!r} not found on the broker")
+    out = {}
+    for p in meta.topics[topic].partitions:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+        out[p] = high
+    return out
+
+
+def read_range(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, int],
+               timeout_s: float = 300.0) -> Iterator[tuple[bytes | None, bytes]]:
+    """Every message of ``topic`` from ``start`` (inclusive) to ``end`` (exclusive) per partition."""
+    todo = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
+    if not todo:
+        return
+    consumer.assign([TopicPartition(topic, p, s) for p, (s, _e) in todo.items()])
+    deadline = time.monotonic() + timeout_s
+    remaining = dict(todo)
+    try:
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: still waiting for offsets {remaining} after {timeout_s}s")
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == -191:  # _PARTITION_EOF
+                    continue
+                raise KafkaException(msg.error())
+            p, off = msg.partition(), msg.offset()
+            if p in remaining and off < remaining[p][1]:
+                yield msg.key(), msg.value()
+                if off + 1 >= remaining[p][1]:
+                    del remaining[p]
+    finally:
+        consumer.unassign()
+
+
+def read_all(consumer: Consumer, topic: str, timeout_s: float = 60.0) -> Iterator[tuple[bytes | None, bytes]]:
+    """Every message currently in ``topic``."""
+    ends = end_offsets(consumer, topic)
+    yield from read_range(consumer, topic, {p: 0 for p in ends}, ends, timeout_s)
+
+
+class DeliveryTracker:
+    """Calls back once Kafka acknowledged (or finally refused) each produced message."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.pending = 0
+        self.failed = 0
+
+    def produce(self, topic: str, key: str | None, value: dict,
+                on_done: Callable[[Exception | None], None]) -> None:
+        def _callback(err, _msg):
+            self.pending -= 1
+            if err is not None:
+                self.failed += 1
+            on_done(None if err is None else KafkaException(err))
+
+        payload = json.dumps(value, separators=(",", ":"), default=str).encode()
+        while True:
+            try:
+                self.producer.produce(topic, key=key.encode() if key else None, value=payload,
+                                      on_delivery=_callback)
+                break
+            except BufferError:  # local queue full: serve callbacks, then try again
+                self.producer.poll(0.1)
+        self.pending += 1
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        return self.producer.poll(timeout_s)
+
+    def flush(self, timeout_s: float = 120.0) -> int:
+        """Wait for every acknowledgement; returns the number still undelivered (0 on success)."""
+        left = self.producer.flush(timeout_s)
+        return left

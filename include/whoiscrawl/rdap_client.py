@@ -1,0 +1,245 @@
+"""One RDAP lookup: fetch at the right registry, follow safe redirects, classify the answer.
+
+The client never sleeps and never retries by itself: it returns what happened
+(``Ok``, ``Retry``, ``Throttle``, ``Fail``) and the crawl engine decides, so
+that every decision is counted in one place. Components run in this order:
+routing (bootstrap, then learned transfers) → rate limit → fetch → redirect
+(allowlisted hosts only) → classify (throttle, retry, fail) → parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import numpy as np
+
+from . import ipspace
+from .bootstrap import Bootstrap, Service
+from .records import BadResponse, build_record, rate_limit_notice
+from .registries import registry_for_url
+from .stats import Stats
+
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+
+@dataclass
+class Ok:
+    record: dict
+    registry: str
+
+
+@dataclass
+class Retry:
+    """Transient: try again later (timeouts, refused connections, 5xx, bad bodies)."""
+    reason: str
+    registry: str
+    after_s: float | None = None
+
+
+@dataclass
+class Throttle:
+    """The registry asked us to slow down: pause it on this host for ``pause_s``."""
+    reason: str
+    registry: str
+    pause_s: float
+
+
+@dataclass
+class Fail:
+    """Final for this address (not found, unsafe redirect, ...)."""
+    reason: str
+    registry: str | None
+
+
+Result = Ok | Retry | Throttle | Fail
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+def netloc(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+def _normalise_host(entry: str) -> str:
+    entry = entry.strip().lower()
+    if "://" in entry:
+        return netloc(entry)
+    return entry if ":" in entry else f"{entry}:443"
+
+
+def learned_range(record: dict) -> tuple[int, int]:
+    """The widest range a redirect teaches: the parent network when its handle is a range or CIDR
+    (RIPE, APNIC, AFRINIC, LACNIC style; the parent is held by the same registry), else the network.
+    A parent wider than a /8 (RIPE's "0.0.0.0 - 255.255.255.255" for legacy space) teaches nothing."""
+    start, end = ipspace.to_int(record["start"]), ipspace.to_int(record["end"])
+    parent = str(record.get("parent_handle") or "")
+    try:
+        if " - " in parent:
+            a, b = (ipspace.to_int(x) for x in parent.split(" - ", 1))
+        elif "/" in parent:
+            a, b = ipspace.network_range(parent)
+        else:
+            return start, end
+    except ValueError:
+        return start, end
+    if a <= start and end <= b and b - a < (1 << 24):
+        return a, b
+    return start, end
+
+
+class LearnedRoutes:
+    """Ranges learned from redirects (blocks transferred between RIRs), so later addresses go straight to the owner."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._services: list[Service] = []
+        self._dirty = False
+        self._s = np.empty(0, np.int64)
+        self._order = np.empty(0, np.int64)
+
+    def learn(self, start: int, end: int, service: Service) -> None:
+        self._starts.append(start)
+        self._ends.append(end)
+        self._services.append(service)
+        self._dirty = True
+
+    def route(self, addr: int) -> Service | None:
+        if not self._starts:
+            return None
+        if self._dirty:
+            self._order = np.argsort(np.array(self._starts, np.int64), kind="stable")
+            self._s = np.array(self._starts, np.int64)[self._order]
+            self._dirty = False
+        i = int(np.searchsorted(self._s, addr, side="right")) - 1
+        # learned ranges are networks; a few may nest, so look back a little
+        for j in range(i, max(-1, i - 8), -1):
+            k = int(self._order[j])
+            if self._starts[k] <= addr <= self._ends[k]:
+                return self._services[k]
+        return None
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+
+class RdapClient:
+    """Performs lookups over one aiohttp session; safe to share between the engine's workers."""
+
+    def __init__(self, session: aiohttp.ClientSession, bootstrap: Bootstrap, stats: Stats,
+                 acquire: Callable[[str], Awaitable[Any]], *, max_redirects: int = 3,
+                 allowlist: str = "", throttle_pause_s: float = 60.0,
+                 retry_after_max_s: float = 600.0) -> None:
+        self.session = session
+        self.bootstrap = bootstrap
+        self.stats = stats
+        self.acquire = acquire
+        self.max_redirects = max_redirects
+        self.allowed_hosts = bootstrap.hosts() | {_normalise_host(h) for h in allowlist.split(",") if h.strip()}
+        self.throttle_pause_s = throttle_pause_s
+        self.retry_after_max_s = retry_after_max_s
+        self.learned = LearnedRoutes()
+
+    def route(self, addr: int) -> Service | None:
+        """Learned transfers first, then the bootstrap file: no request is spent on routing."""
+        return self.learned.route(addr) or self.bootstrap.route(addr)
+
+    async def lookup(self, addr: int, service: Service, rate_limited: bool = True) -> Result:
+        addr_str = ipspace.to_str(addr)
+        url = f"{service.base_url}ip/{addr_str}"
+        registry = service.registry
+        visited = {url}
+        redirected = False
+        for hop in range(self.max_redirects + 1):
+            if rate_limited:
+                await self.acquire(registry)
+            started = time.monotonic()
+            try:
+                async with self.session.get(url, allow_redirects=False) as resp:
+                    status = resp.status
+                    headers = resp.headers
+                    raw = await resp.read() if status not in REDIRECT_STATUSES else b""
+            except asyncio.TimeoutError:
+                self.stats.inc(f"response/error/timeout/{registry}")
+                return Retry("timeout", registry)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                kind = "refused" if isinstance(exc, aiohttp.ClientConnectorError) else "connection"
+                self.stats.inc(f"response/error/{kind}/{registry}")
+                return Retry(kind, registry)
+            self.stats.latency(registry, time.monotonic() - started)
+            self.stats.inc(f"response/status/{status}/{registry}")
+
+            if status in REDIRECT_STATUSES:
+                location = headers.get("Location")
+                if not location:
+                    return Fail("redirect_without_location", registry)
+                target = urljoin(url, location)
+                if urlsplit(target).scheme not in ("http", "https") or netloc(target) not in self.allowed_hosts:
+                    self.stats.inc("redirect/refused")
+                    return Fail("redirect_refused", registry)
+                if target in visited:
+                    self.stats.inc("redirect/loop")
+                    return Fail("redirect_loop", registry)
+                visited.add(target)
+                new_registry = registry_for_url(target)
+                self.stats.inc(f"redirect/followed/{registry}->{new_registry}")
+                registry, url, redirected = new_registry, target, True
+                continue
+            return self._classify(addr, registry, url, status, headers, raw, redirected)
+        self.stats.inc("redirect/too_many")
+        return Fail("too_many_redirects", registry)
+
+    def _classify(self, addr: int, registry: str, url: str, status: int, headers: Any,
+                  raw: bytes, redirected: bool) -> Result:
+        if status == 429 or status == 403:
+            pause = parse_retry_after(headers.get("Retry-After"))
+            if pause is not None and pause > self.retry_after_max_s:
+                return Fail("retry_after_too_long", registry)
+            return Throttle(f"http_{status}", registry, self.throttle_pause_s if pause is None else pause)
+        if status == 404:
+            return Fail("not_found", registry)
+        if status == 400:
+            return Fail("bad_request", registry)
+        if status != 200:
+            return Retry(f"http_{status}", registry, parse_retry_after(headers.get("Retry-After")))
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            kind = "html" if raw.lstrip()[:1] == b"<" else "not_json"
+            return Retry(f"bad_body/{kind}", registry)
+        notice = rate_limit_notice(body)
+        if notice is not None:
+            return Throttle("rate_limit_notice", registry, self.throttle_pause_s)
+        try:
+            record = build_record(addr, registry, body, url)
+        except BadResponse as exc:
+            return Retry(f"bad_body/{exc.reason}", registry)
+        if redirected:
+            base = url.rsplit("/ip/", 1)[0] + "/"
+            start, end = learned_range(record)
+            self.learned.learn(start, end, Service(registry, base))
+            self.stats.inc(f"route/learned/{registry}")
+        return Ok(record, registry)
