@@ -1,0 +1,7 @@
+"""``python -m whoiscrawl.simulator``: see ``cli``."""
+
+import sys
+
+from whoiscrawl.simulator.cli import main
+
+sys.exit(main())
