@@ -1,0 +1,117 @@
+"""The DAG end to end: `airflow dags test ipv4_whois_crawl` on the real local stack, checked against the universe.
+
+The stack (Redis, Kafka, simulator) runs in a temporary home on free ports, so the test never touches
+a developer's own stack; Airflow's metadata is a fresh SQLite database there too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whoiscrawl import ipspace, seed
+from whoiscrawl.airflow_env import airflow_env, ensure_db, run_airflow
+from whoiscrawl.demo import DEMO_RATE_LIMITS
+from whoiscrawl.services import free_port
+from whoiscrawl.settings import Settings
+from whoiscrawl.simulator.universe import build_universe
+from whoiscrawl.stack import Stack, connection_env
+
+pytestmark = pytest.mark.integration
+
+SIM_SCALE = 0.01
+SIM_SEED = 1
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("dag-home")
+    env = {
+        "WHOISCRAWL_HOME": str(home),
+        "WHOISCRAWL_REDIS_PORT": str(free_port()),
+        "WHOISCRAWL_KAFKA_PORT": str(free_port()),
+        "WHOISCRAWL_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "WHOISCRAWL_SIM_BASE_PORT": str(free_port()),
+    }
+    settings = Settings(environ=env)
+    stack = Stack(settings, sim_scale=SIM_SCALE, sim_seed=SIM_SEED)
+    try:
+        stack.up()
+        yield settings, env, home
+    finally:
+        stack.down()
+
+
+def test_dag_crawls_the_simulator_and_reports_exactly_what_it_found(stack_env):
+    settings, env, home = stack_env
+    full_env = {**env, **airflow_env(settings), **connection_env(settings)}
+    ensure_db(full_env)
+    out = home / "runs"
+    conf = {"limit": 400, "chunks": 3, "random_seed": 99, "bootstrap": full_env["WHOISCRAWL_SIM_BOOTSTRAP_URL"],
+            "rate_limits": DEMO_RATE_LIMITS, "output_dir": str(out), "fleet": "local"}
+    started = time.time()
+    proc = run_airflow(["dags", "test", "ipv4_whois_crawl", "-c", json.dumps(conf)],
+                       {k: v for k, v in full_env.items()}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
+    reports = [p for p in out.glob("*/coverage.json") if p.stat().st_mtime >= started]
+    assert len(reports) == 1
+    run_dir = reports[0].parent
+    report = json.loads(reports[0].read_text())
+    results = [json.loads(line) for line in gzip.open(run_dir / "results.jsonl.gz", "rt")]
+
+    # the seed the DAG crawled is the classic pattern's shuffle, cut to the limit
+    expected_seed = seed.classic_pattern()
+    expected_seed = expected_seed[np.random.default_rng(99).permutation(len(expected_seed))][:400]
+    crawled = seed.read_range(run_dir / "seed.sqlite", 0, 1000)
+    assert sorted(crawled.tolist()) == sorted(expected_seed.tolist())
+
+    # every address accounted for exactly once
+    assert report["seed_addresses"] == report["addresses_crawled"] == 400
+    assert report["looked_up"] + report["skipped"] + report["failed"] == 400
+    assert report["looked_up"] > 0 and report["skipped"] >= 0
+
+    # every result is the universe's most specific network for its query, one line per distinct network
+    universe = build_universe(seed=SIM_SEED, scale=SIM_SCALE, cache_dir=Path(settings.HOME) / "sim" / "cache")
+    keys = [(r["registry"], r["handle"]) for r in results]
+    assert len(keys) == len(set(keys)) == report["distinct_networks"]
+    ranges = []
+    for r in results:
+        i = universe.lookup(ipspace.to_int(r["query"]))
+        assert i is not None
+        net = universe.network(i)
+        assert (r["registry"], r["handle"], ipspace.to_int(r["start"]), ipspace.to_int(r["end"])) == \
+            (net.registry, net.handle, net.start, net.end)
+        assert r["raw"]["objectClassName"] == "ip network"
+        ranges.append((net.start, net.end))
+
+    # failures are only unallocated space; skipped addresses lie inside a network found
+    assert set(report["failed_by_reason"]) <= {"not_found"}
+    found = np.array(ranges, dtype=np.int64)
+    queried = {ipspace.to_int(r["query"]) for r in results}
+    not_found = 0
+    for a in crawled.tolist():
+        if a in queried:
+            continue
+        if universe.lookup(a) is None:
+            not_found += 1
+        else:
+            assert ((found[:, 0] <= a) & (a <= found[:, 1])).any(), ipspace.to_str(a)
+    assert report["failed"] == not_found
+
+    # coverage is the union of the networks found, against the non-reserved total
+    assert report["addresses_covered"] == ipspace.union_size(ranges)
+    assert report["non_reserved_total"] == 3_702_257_664
+    assert report["coverage_percent"] == round(100 * report["addresses_covered"] / 3_702_257_664, 4)
+    per_reg = {}
+    for r in results:
+        per_reg[r["registry"]] = per_reg.get(r["registry"], 0) + 1
+    assert {k: v["networks"] for k, v in report["per_registry"].items()} == per_reg
+    assert report["counters"]["Got WHOIS"] == report["looked_up"]
+    assert report["counters"]["Within Known CIDR Block"] == report["skipped"]
+    assert report["counters"]["Failed to lookup WHOIS"] == report["failed"]
