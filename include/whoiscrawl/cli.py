@@ -61,7 +61,9 @@ def _cmd_bootstrap(args: argparse.Namespace, rest: list[str]) -> int:
 def _cmd_settings(args: argparse.Namespace, rest: list[str]) -> int:
     from . import settings
 
-    if args.markdown:
+    if args.readme:
+        settings.rewrite_readme_table()
+    elif args.markdown:
         print(settings.markdown_table())
     else:
         print(json.dumps(settings.Settings().as_dict(), indent=2, default=str))
@@ -97,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bootstrap)
     st = sub.add_parser("settings", help="print the resolved settings")
     st.add_argument("--markdown", action="store_true", help="the README's table")
+    st.add_argument("--readme", action="store_true", help="rewrite the README's settings table")
     st.set_defaults(func=_cmd_settings)
     d = sub.add_parser("demo", help="run the DAG against the local simulator and print the coverage report")
     d.add_argument("--limit", type=int, default=20000)

@@ -52,6 +52,25 @@ DEFINITIONS: tuple[Setting, ...] = (
     Setting("SIM_BASE_PORT", 18080, int,
             "Registry simulator: bootstrap and stats on this port, the five RIRs on the next five "
             "(arin, ripencc, apnic, lacnic, afrinic)."),
+    # --- fleet: CeleryExecutor hosts (`whoiscrawl fleet`, docs/fleet.md) ------
+    Setting("FLEET_SUBNET", "10.213.0.0/24", str,
+            "Private subnet of the local fleet's bridge: the coordinator (bridge) takes its first address, "
+            "host N the (N+1)th. It must not overlap any network of the machine."),
+    Setting("FLEET_ID", "wc", str,
+            "Prefix of the bridge, veths and network namespaces the local fleet creates (1-8 of a-z, 0-9)."),
+    Setting("POSTGRES_PORT", 15432, int, "Port of the fleet's PostgreSQL (Airflow metadata and Celery results)."),
+    Setting("AIRFLOW_API_PORT", 18790, int, "Port of the fleet's Airflow api-server (UI, REST and execution API)."),
+    Setting("REPLICA_PORT", 16380, int, "Port of each fleet host's Redis replica, on that host's loopback."),
+    Setting("WORKER_LOG_PORT", 18793, int, "Port of each Celery worker's log server (Airflow reads task logs from it)."),
+    Setting("WORKER_CONCURRENCY", 2, int, "Task slots of each fleet host's Celery worker."),
+    Setting("HEARTBEAT_TIMEOUT_S", 45, int,
+            "Seconds without a task heartbeat before the scheduler fails the task and retries it "
+            "elsewhere: how fast the chunk of a dead worker moves on."),
+    Setting("HOST_ADDRESS", "", str,
+            "Address other machines reach this host at; Airflow's task hostname on fleet hosts (it fetches "
+            "task logs there). Empty: the machine's hostname."),
+    Setting("POSTGRES_BIN_DIR", "", str,
+            "Folder of PostgreSQL's server programs (initdb, pg_ctl). Empty: PATH, then Debian's layout."),
     # --- service endpoints used by the crawl ---------------------------------
     Setting("REDIS_URL", "", str,
             "Redis master for the known-network index and cluster config. Empty: the Airflow "
@@ -136,3 +155,12 @@ def markdown_table() -> str:
             default = "<project>/.whoiscrawl"
         rows.append(f"| `{PREFIX}{s.name}` | `{default}` | {s.doc} |")
     return "\n".join(rows)
+
+
+def rewrite_readme_table(readme: Path = PROJECT_ROOT / "README.md") -> None:
+    """Replace the table between the README's settings markers with the current one."""
+    text = readme.read_text()
+    start = text.index("<!-- settings:start")
+    start = text.index("\n", start) + 1
+    end = text.index("<!-- settings:end -->")
+    readme.write_text(text[:start] + markdown_table() + "\n" + text[end:])

@@ -115,3 +115,25 @@ def test_dag_crawls_the_simulator_and_reports_exactly_what_it_found(stack_env):
     assert report["counters"]["Got WHOIS"] == report["looked_up"]
     assert report["counters"]["Within Known CIDR Block"] == report["skipped"]
     assert report["counters"]["Failed to lookup WHOIS"] == report["failed"]
+
+
+def test_telemetry_command_prints_the_cluster_aggregate(stack_env):
+    """After the run above, `whoiscrawl telemetry` sums each reporter's latest report from the metrics topic."""
+    import subprocess
+    import sys
+
+    settings, env, home = stack_env
+    reports = sorted((home / "runs").glob("*/coverage.json"))
+    assert reports, "runs after test_dag_crawls_the_simulator..."
+    report = json.loads(reports[-1].read_text())
+    cmd = [str(Path(sys.executable).with_name("whoiscrawl")), "telemetry"]
+    run_env = {**os.environ, **env, **connection_env(settings),
+               "WHOISCRAWL_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{settings.KAFKA_PORT}"}
+    proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    agg = json.loads(proc.stdout)
+    assert agg["Got WHOIS"] == report["looked_up"]
+    assert agg["Within Known CIDR Block"] == report["skipped"]
+    assert agg["Failed to lookup WHOIS"] == report["failed"]
+    assert agg["reporters"] == 3  # one per chunk
+    assert len(agg["hosts"]) == 1

@@ -113,3 +113,13 @@ def test_fixed_base_port_puts_registry_i_on_base_plus_1_plus_i():
         for i, name in enumerate(REGISTRIES):
             assert sim.base_urls[name] == f"http://127.0.0.1:{base + 1 + i}/{name}/"
             assert get(sim.base_urls[name] + "help").status == 200
+
+
+def test_url_host_names_the_advertised_host_not_the_listening_one():
+    from simulator_helpers import small_universe
+
+    from whoiscrawl.simulator.server import Simulator
+
+    sim = Simulator(small_universe(), host="0.0.0.0", base_port=0, url_host="simulator")
+    assert sim.url_host == "simulator"
+    assert Simulator(small_universe(), host="0.0.0.0", base_port=0).url_host == "127.0.0.1"

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m whoiscrawl.simulator",
                                      description="Simulated RDAP registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).")
     parser.add_argument("--host", default=settings.BIND_HOST, help="address to listen on")
+    parser.add_argument("--url-host", default=None,
+                        help="host named in its bootstrap file and redirects (default: the listening address)")
     parser.add_argument("--base-port", type=int, default=settings.SIM_BASE_PORT,
                         help="bootstrap and stats port; the registries listen on the next five (0: any free ports)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="fast",
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         count = universe.export_truth(args.export_truth)
         log.info("truth: %d networks written to %s", count, args.export_truth)
     simulator = Simulator(universe, host=args.host, base_port=args.base_port, profile=args.profile,
-                          faults=faults, seed=args.seed, bootstrap_out=args.bootstrap_out)
+                          faults=faults, seed=args.seed, bootstrap_out=args.bootstrap_out,
+                          url_host=args.url_host)
     loop = new_event_loop()
     try:
         loop.run_until_complete(_serve(simulator))

@@ -85,8 +85,9 @@ class Simulator:
 
     def __init__(self, universe: Universe, host: str | None = None, base_port: int | None = None,
                  profile: str = "fast", faults: Faults | Mapping[str, Any] | None = None, seed: int = 1,
-                 bootstrap_out: str | Path | None = None) -> None:
+                 bootstrap_out: str | Path | None = None, url_host: str | None = None) -> None:
         settings = Settings()
+        self._url_host = url_host
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
         self.universe = universe
@@ -115,6 +116,9 @@ class Simulator:
     # --- addresses -------------------------------------------------------------
     @property
     def url_host(self) -> str:
+        """The host its bootstrap file and redirects name (``url_host``, else where it listens)."""
+        if self._url_host:
+            return self._url_host
         return "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
 
     @property

@@ -1,0 +1,54 @@
+import email.utils
+import time
+
+from whoiscrawl import ipspace
+from whoiscrawl.bootstrap import Service
+from whoiscrawl.rdap_client import LearnedRoutes, learned_range, netloc, parse_retry_after
+
+
+def test_retry_after_as_seconds_or_http_date():
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(" 0 ") == 0.0
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= parse_retry_after(date, now=now) <= 31
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+
+
+def test_netloc_names_default_ports():
+    assert netloc("https://rdap.arin.net/registry/") == "rdap.arin.net:443"
+    assert netloc("http://127.0.0.1:18081/arin/") == "127.0.0.1:18081"
+    assert netloc("http://RDAP.example/") == "rdap.example:80"
+
+
+def rec(start, end, parent=None):
+    return {"start": start, "end": end, "parent_handle": parent}
+
+
+def test_learned_range_widens_to_a_parseable_parent_only():
+    s, e = ipspace.to_int("193.0.0.0"), ipspace.to_int("193.0.7.255")
+    assert learned_range(rec("193.0.0.0", "193.0.7.255", "193.0.0.0 - 193.0.23.255")) == \
+        (s, ipspace.to_int("193.0.23.255"))
+    assert learned_range(rec("179.0.0.0", "179.0.1.255", "179.0.0.0/16")) == \
+        (ipspace.to_int("179.0.0.0"), ipspace.to_int("179.0.255.255"))
+    # ARIN handles, RIPE's whole-space legacy parent and parents that do not contain the network teach only the network
+    assert learned_range(rec("193.0.0.0", "193.0.7.255", "NET-193-0-0-0-0")) == (s, e)
+    assert learned_range(rec("193.0.0.0", "193.0.7.255", "0.0.0.0 - 255.255.255.255")) == (s, e)
+    assert learned_range(rec("193.0.0.0", "193.0.7.255", "10.0.0.0 - 10.0.0.255")) == (s, e)
+
+
+def test_learned_routes_find_the_enclosing_learned_range():
+    routes = LearnedRoutes()
+    a = Service("ripencc", "http://r/ripencc/")
+    b = Service("arin", "http://a/arin/")
+    routes.learn(ipspace.to_int("130.59.0.0"), ipspace.to_int("130.59.255.255"), a)
+    routes.learn(ipspace.to_int("130.60.0.0"), ipspace.to_int("130.60.0.255"), b)
+    routes.learn(ipspace.to_int("130.59.10.0"), ipspace.to_int("130.59.10.255"), b)  # nested
+    assert routes.route(ipspace.to_int("130.59.31.80")) is a
+    assert routes.route(ipspace.to_int("130.59.10.7")) is b
+    assert routes.route(ipspace.to_int("130.60.0.9")) is b
+    assert routes.route(ipspace.to_int("130.61.0.1")) is None
+    assert routes.route(ipspace.to_int("1.1.1.1")) is None
+    assert len(routes) == 3

@@ -1,0 +1,39 @@
+from whoiscrawl.stats import ANCESTOR_COUNTERS, FAILED, GOT_WHOIS, WITHIN_KNOWN, Stats
+from whoiscrawl.telemetry import aggregate, build_report
+
+
+def report(host, reporter, ts, got, skipped=0, failed=0):
+    s = Stats()
+    s.inc(GOT_WHOIS, got)
+    s.inc(WITHIN_KNOWN, skipped)
+    s.inc(FAILED, failed)
+    s.inc("retry/reason/http_429/lacnic", 2)
+    s.latency("lacnic", 0.2)
+    r = build_report(s, host, reporter)
+    r["timestamp"] = ts
+    return r
+
+
+def test_aggregate_takes_the_latest_report_of_each_reporter_and_sums():
+    reports = [
+        report("h1", "h1:1", 1.0, got=5),
+        report("h1", "h1:1", 2.0, got=9, skipped=3),   # newer: replaces the first
+        report("h2", "h2:1", 1.5, got=4, failed=1),
+        report("h2", "h2:1", 1.0, got=1),              # older, arriving late: ignored
+        report("h2", "h2:2", 3.0, got=2),
+    ]
+    agg = aggregate(reports)
+    assert agg[GOT_WHOIS] == 9 + 4 + 2
+    assert agg[WITHIN_KNOWN] == 3
+    assert agg[FAILED] == 1
+    assert agg["reporters"] == 3
+    assert agg["hosts"]["h1"][GOT_WHOIS] == 9 and agg["hosts"]["h2"][GOT_WHOIS] == 6
+    keys = [k for k in agg if k in ANCESTOR_COUNTERS]
+    assert keys == sorted(keys)  # keys sorted, like the ancestor's command
+
+
+def test_report_carries_the_six_counters_per_registry_figures_and_latency():
+    r = report("h", "h:1", 1.0, got=3)
+    assert all(name in r for name in ANCESTOR_COUNTERS)
+    assert r["per_registry"]["lacnic"]["retry/reason/http_429"] == 2
+    assert r["latency"]["lacnic"]["n"] == 1
