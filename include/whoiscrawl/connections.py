@@ -32,6 +32,7 @@ def redis_clients(settings: Settings | None = None, conn_id: str = "redis_defaul
                                   socket_connect_timeout=5, health_check_interval=30)
     replica = master
     if settings.REDIS_REPLICA_URL:
-        replica = redis.Redis.from_url(settings.REDIS_REPLICA_URL, socket_timeout=10,
-                                       socket_connect_timeout=5, health_check_interval=30)
+        # fail fast: the index falls back to the master while the replica is away
+        replica = redis.Redis.from_url(settings.REDIS_REPLICA_URL, socket_timeout=5,
+                                       socket_connect_timeout=1, health_check_interval=30)
     return master, replica

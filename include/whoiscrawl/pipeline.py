@@ -97,7 +97,8 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     telemetry = TelemetryReporter(tracker, cluster_cfg.get("metrics_topic", settings.KAFKA_METRICS_TOPIC),
                                   host, f"{host}:{os.getpid()}:{key}:{chunk}:{attempt}",
                                   settings.TELEMETRY_INTERVAL_S)
-    index = KnownNetworkIndex(master, replica, key=cluster.index_key(key))
+    index = KnownNetworkIndex(master, replica, key=cluster.index_key(key),
+                              sync_interval_s=0.25)
     limiter = RegistryRateLimiter(replica, host, RateLimits.parse(settings.RATE_LIMITS))
     crawler = Crawler(bootstrap=get_bootstrap(settings.BOOTSTRAP, settings), index=index, limiter=limiter,
                       tracker=tracker, settings=settings, run_key=key, chunk=chunk, telemetry=telemetry,

@@ -80,7 +80,8 @@ class CrawlHarness:
         client = self.redis_server.client()
         tracker = DeliveryTracker(Producer({"bootstrap.servers": self.broker.bootstrap_servers,
                                             **PRODUCER_OVERRIDES}))
-        index = KnownNetworkIndex(client, client, key=f"whoiscrawl:run:{run_key}:known")
+        index = KnownNetworkIndex(client, client, key=f"whoiscrawl:run:{run_key}:known",
+                                  sync_interval_s=0.25)
         limiter = RegistryRateLimiter(client, f"host-{run_key}", RateLimits.parse(settings.RATE_LIMITS))
         crawler = Crawler(bootstrap=Bootstrap(doc, where), index=index, limiter=limiter, tracker=tracker,
                           settings=settings, run_key=run_key)

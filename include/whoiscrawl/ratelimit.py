@@ -1,0 +1,314 @@
+"""Per-registry rate limits, shared by every crawl process of one source host.
+
+Registries limit requests per client address, so the budget is one per registry
+per source host, whatever the number of crawl processes on it. The ancestor gave
+each worker its own limit and was blocked by LACNIC and AFRINIC; here every
+process of a host reserves its requests in that host's Redis (its local
+replica in the fleet, which is writable and keeps such writes local; the master
+on a single host).
+
+Algorithm: a sliding-window log with reservations, in one Lua script, over all
+windows of a registry at once. The script keeps the times of the latest
+``max(count)`` grants (a Redis list, newest first) and gives the next request
+the earliest time ``t >= now`` such that, for every window ``(count, period)``,
+``t >= (count-th latest grant) + period`` -- so no interval of length ``period``
+ever holds more than ``count`` grants -- and ``t`` is not inside a pause. It
+records ``t`` at once and returns ``t - now``: the caller sleeps exactly that
+long, and concurrent callers queue up in order without polling. (GCRA or a
+token bucket would be one key smaller, but both let up to ``2*count - 1``
+requests through in a sliding window when they allow a burst of ``count``.)
+
+Time is passed into the script by the caller (the wall clock, shared by the
+processes of one host), which lets tests drive it with a fake clock.
+``margin_s`` is added to every period so that timer lateness and network jitter
+do not make the registry see more than ``count`` in its own window.
+
+Adaptive rate (AIMD): :meth:`RegistryRateLimiter.on_throttled` divides the
+registry's rate for the whole host (every period is stretched by ``1/factor``;
+at most one cut per shortest period, so a burst of 429s in flight counts once),
+:meth:`RegistryRateLimiter.on_success` adds a little back, never above the
+configured limits. :meth:`RegistryRateLimiter.pause` stops a registry host-wide
+until a time (Retry-After, LACNIC's "Rate Limit Notice"); requests already
+waiting for a slot check it again before they go.
+
+Registries are independent: separate keys, separate reservations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, NamedTuple
+
+import redis
+
+__all__ = ["RateLimits", "RegistryRateLimiter", "Window"]
+
+
+class Window(NamedTuple):
+    """At most ``count`` requests in any interval of ``period_s`` seconds."""
+    count: int
+    period_s: float
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.period_s:g}"
+
+
+#: The ancestor's 10 requests per second, for registries not named otherwise.
+DEFAULT_WINDOWS: tuple[Window, ...] = (Window(10, 1.0),)
+#: LACNIC documents 10 queries per minute and 1,000 per hour per client address.
+BUILTIN: dict[str, tuple[Window, ...]] = {"lacnic": (Window(10, 60.0), Window(1000, 3600.0))}
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Windows per registry; a registry not named gets ``default``."""
+    windows: Mapping[str, tuple[Window, ...]] = field(default_factory=lambda: dict(BUILTIN))
+    default: tuple[Window, ...] = DEFAULT_WINDOWS
+
+    @classmethod
+    def defaults(cls) -> "RateLimits":
+        return cls()
+
+    @classmethod
+    def parse(cls, text: str) -> "RateLimits":
+        """Parse ``"lacnic=10/60+1000/3600,arin=10/1"``; registries not named keep their defaults.
+
+        The name ``default`` sets the windows of every registry not named.
+        """
+        windows = dict(BUILTIN)
+        default = DEFAULT_WINDOWS
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, spec = item.partition("=")
+            name = name.strip().lower()
+            if not sep or not _NAME.match(name):
+                raise ValueError(f"rate limit {item!r}: expected registry=count/seconds[+count/seconds...]")
+            parsed = tuple(cls._window(item, w) for w in spec.split("+"))
+            if name == "default":
+                default = parsed
+            else:
+                windows[name] = parsed
+        return cls(windows, default)
+
+    @staticmethod
+    def _window(item: str, text: str) -> Window:
+        count, sep, period = text.strip().partition("/")
+        try:
+            window = Window(int(count), float(period))
+        except ValueError:
+            raise ValueError(f"rate limit {item!r}: {text!r} is not count/seconds") from None
+        if not sep or window.count < 1 or not window.period_s > 0:
+            raise ValueError(f"rate limit {item!r}: {text!r} needs a count >= 1 and seconds > 0")
+        return window
+
+    def for_registry(self, registry: str) -> tuple[Window, ...]:
+        return tuple(self.windows.get(registry, self.default))
+
+    def __str__(self) -> str:
+        parts = [f"{name}={'+'.join(map(str, ws))}" for name, ws in sorted(self.windows.items())]
+        return ",".join([*parts, f"default={'+'.join(map(str, self.default))}"])
+
+
+# KEYS: log, adapt, pause. ARGV: now, margin, n, count1, period1, ...
+# Returns {delay, cause, factor} as strings (Lua numbers would be truncated to integers).
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local margin = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local factor = tonumber(redis.call('HGET', KEYS[2], 'factor') or '1')
+local t = now
+local cause = 'none'
+local newest = redis.call('LINDEX', KEYS[1], 0)
+if newest and tonumber(newest) > t then
+  t = tonumber(newest)
+  cause = 'queue'
+end
+local maxcount, maxperiod = 1, 0
+for i = 0, n - 1 do
+  local count = tonumber(ARGV[4 + 2 * i])
+  local period = tonumber(ARGV[5 + 2 * i]) / factor + margin
+  if count > maxcount then maxcount = count end
+  if period > maxperiod then maxperiod = period end
+  local old = redis.call('LINDEX', KEYS[1], count - 1)
+  if old then
+    local ready = tonumber(old) + period
+    if ready >= t and ready > now then
+      t = ready
+      cause = 'window'
+    end
+  end
+end
+local paused = tonumber(redis.call('HGET', KEYS[3], 'until') or '0')
+if paused >= t and paused > now then
+  t = paused
+  cause = 'pause'
+end
+local stamp = string.format('%.6f', t)
+t = tonumber(stamp)
+redis.call('LPUSH', KEYS[1], stamp)
+redis.call('LTRIM', KEYS[1], 0, maxcount - 1)
+redis.call('PEXPIRE', KEYS[1], math.ceil((maxperiod + t - now) * 1000) + 1000)
+return {string.format('%.6f', t - now), cause, tostring(factor)}
+"""
+
+# KEYS: pause. ARGV: now, seconds, reason. Extends a pause, never shortens it.
+_PAUSE = """
+local now = tonumber(ARGV[1])
+local target = now + tonumber(ARGV[2])
+local current = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if target > current then
+  redis.call('HSET', KEYS[1], 'until', string.format('%.6f', target), 'reason', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil((target - now) * 1000) + 1000)
+  return string.format('%.6f', target)
+end
+return string.format('%.6f', current)
+"""
+
+# KEYS: adapt. ARGV: now, decrease, min_factor, holdoff, ttl_ms. Returns {factor, cut(0/1)}.
+_THROTTLED = """
+local now = tonumber(ARGV[1])
+local factor = tonumber(redis.call('HGET', KEYS[1], 'factor') or '1')
+local cut_at = tonumber(redis.call('HGET', KEYS[1], 'cut_at') or '-1e18')
+if now - cut_at < tonumber(ARGV[4]) then
+  return {tostring(factor), 0}
+end
+factor = math.max(tonumber(ARGV[3]), factor * tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'factor', tostring(factor), 'cut_at', string.format('%.6f', now))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
+return {tostring(factor), 1}
+"""
+
+# KEYS: adapt. ARGV: increase. Returns the factor; writes only while below 1.
+_SUCCESS = """
+local current = redis.call('HGET', KEYS[1], 'factor')
+if not current then return '1' end
+local factor = math.min(1, tonumber(current) + tonumber(ARGV[1]))
+if factor >= 1 then
+  redis.call('HDEL', KEYS[1], 'factor')
+  return '1'
+end
+redis.call('HSET', KEYS[1], 'factor', tostring(factor))
+return tostring(factor)
+"""
+
+
+def _reason(text: str) -> str:
+    """A stats-safe reason name: lower case, words joined by dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unspecified"
+
+
+class RegistryRateLimiter:
+    """One host's request budget per registry, in that host's Redis; one object per process is fine."""
+
+    def __init__(self, client: redis.Redis, host_id: str, limits: RateLimits | None = None,
+                 key_prefix: str = "whoiscrawl:rate", *, clock: Callable[[], float] = time.time,
+                 margin_s: float = 0.05, decrease: float = 0.5, increase: float = 0.01,
+                 min_factor: float = 0.05, adapt_ttl_s: float = 86400.0) -> None:
+        if not 0 < decrease < 1 or not 0 < min_factor <= 1 or increase <= 0:
+            raise ValueError("need 0 < decrease < 1, 0 < min_factor <= 1 and increase > 0")
+        self.client = client
+        self.host_id = host_id
+        self.limits = limits or RateLimits.defaults()
+        self.key_prefix = key_prefix
+        self.clock = clock
+        self.margin_s = margin_s
+        self.decrease = decrease
+        self.increase = increase
+        self.min_factor = min_factor
+        self.adapt_ttl_s = adapt_ttl_s
+        self.stats: Counter[str] = Counter()
+        self._reserve = client.register_script(_RESERVE)
+        self._pause = client.register_script(_PAUSE)
+        self._throttled = client.register_script(_THROTTLED)
+        self._success = client.register_script(_SUCCESS)
+
+    def _keys(self, registry: str) -> tuple[str, str, str]:
+        # one hash tag per host and registry: the script's keys share a cluster slot
+        base = f"{self.key_prefix}:{{{self.host_id}:{registry}}}"
+        return f"{base}:log", f"{base}:adapt", f"{base}:pause"
+
+    # --- reservations -----------------------------------------------------------------------
+    def reserve(self, registry: str, now: float | None = None) -> float:
+        """Reserve the registry's next slot for this host; return seconds to wait until it (>= 0)."""
+        now = self.clock() if now is None else now
+        windows = self.limits.for_registry(registry)
+        args: list[float | int | str] = [repr(float(now)), repr(float(self.margin_s)), len(windows)]
+        for w in windows:
+            args += [w.count, repr(float(w.period_s))]
+        delay_text, cause, _factor = self._reserve(keys=self._keys(registry), args=args)
+        delay = max(0.0, float(delay_text))
+        cause = cause.decode() if isinstance(cause, bytes) else cause
+        self.stats[f"ratelimit/granted/{registry}"] += 1
+        if delay > 0:
+            self.stats[f"ratelimit/wait/{registry}"] += 1
+            self.stats[f"ratelimit/wait/{registry}/{cause}"] += 1
+            self.stats[f"ratelimit/wait_s/{registry}"] += delay
+        return delay
+
+    async def acquire(self, registry: str) -> float:
+        """Wait until this host may send one request to ``registry``; return the seconds waited."""
+        started = time.monotonic()
+        while True:
+            now = self.clock()
+            delay = await asyncio.to_thread(self.reserve, registry, now)
+            if delay <= 0:
+                break
+            await asyncio.sleep(delay)
+            # a pause that began (or grew) after our reservation applies to us as well
+            until = await asyncio.to_thread(self.paused_until, registry)
+            if until is None or until <= now + delay + 1e-6:
+                break
+            self.stats[f"ratelimit/repaused/{registry}"] += 1
+        return time.monotonic() - started
+
+    # --- pauses -------------------------------------------------------------------------------
+    def pause(self, registry: str, seconds: float, reason: str, now: float | None = None) -> float:
+        """Stop requests to ``registry`` from this whole host for ``seconds``; return the pause's end."""
+        now = self.clock() if now is None else now
+        name = _reason(reason)
+        _log, _adapt, key = self._keys(registry)
+        until = float(self._pause(keys=[key], args=[repr(float(now)), repr(float(seconds)), name]))
+        self.stats[f"ratelimit/pause/{registry}/{name}"] += 1
+        return until
+
+    def paused_until(self, registry: str) -> float | None:
+        """When the registry's host-wide pause ends, or None if there is none (or it expired)."""
+        _log, _adapt, key = self._keys(registry)
+        value = self.client.hget(key, "until")
+        return float(value) if value is not None else None
+
+    # --- adaptive rate ------------------------------------------------------------------------
+    def on_throttled(self, registry: str, now: float | None = None) -> float:
+        """The registry pushed back (429, a rate notice): cut its rate for the host; return the factor."""
+        now = self.clock() if now is None else now
+        holdoff = min(w.period_s for w in self.limits.for_registry(registry))
+        _log, adapt, _pause = self._keys(registry)
+        factor, cut = self._throttled(keys=[adapt], args=[
+            repr(float(now)), repr(self.decrease), repr(self.min_factor), repr(float(holdoff)),
+            int(self.adapt_ttl_s * 1000)])
+        self.stats[f"ratelimit/throttled/{registry}"] += 1
+        if int(cut):
+            self.stats[f"ratelimit/rate_cut/{registry}"] += 1
+        return float(factor)
+
+    def on_success(self, registry: str) -> float:
+        """A request went through: give back a little of the rate (never above the limits)."""
+        _log, adapt, _pause = self._keys(registry)
+        return float(self._success(keys=[adapt], args=[repr(self.increase)]))
+
+    def rate_factor(self, registry: str) -> float:
+        """The share of the configured rate the host currently uses for ``registry`` (0..1]."""
+        _log, adapt, _pause = self._keys(registry)
+        value = self.client.hget(adapt, "factor")
+        return float(value) if value is not None else 1.0
+
+    def reset(self, registries: Iterable[str]) -> None:
+        """Forget reservations, pauses and rate cuts of these registries on this host."""
+        keys = [k for r in registries for k in self._keys(r)]
+        if keys:
+            self.client.delete(*keys)

@@ -1,0 +1,28 @@
+"""Local services the project starts itself (Redis today), and their shared helpers.
+
+The crawl does not depend on anything installed system-wide beyond the service
+binaries; when one is missing we say which Debian package provides it instead of
+failing later with a confusing connection error.
+"""
+
+from __future__ import annotations
+
+import socket
+
+__all__ = ["MissingDependency", "free_port"]
+
+
+class MissingDependency(RuntimeError):
+    """A binary the project needs is not installed; the message names the package to install."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free a moment ago on ``host`` (the OS picks it).
+
+    Tests and benches use it instead of fixed ports so they can run side by side.
+    There is a small race between closing the probe and the service binding it;
+    callers that start a service should retry on a bind failure.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
