@@ -25,6 +25,10 @@ from .registries import registry_for_url
 from .settings import Settings
 
 
+#: Where IANA publishes the file; ``whoiscrawl bootstrap refresh`` with no source fetches it.
+IANA_URL = "https://data.iana.org/rdap/ipv4.json"
+
+
 class BootstrapError(RuntimeError):
     """The bootstrap file is missing, unreachable or not an RFC 9224 IPv4 file."""
 
@@ -119,7 +123,12 @@ def load_document(source: str | None = None, settings: Settings | None = None,
     settings = settings or Settings()
     source = source if source is not None else settings.BOOTSTRAP
     if not source:
-        return default_document(), "iana (shipped)"
+        refreshed = _cache_path(settings, IANA_URL)
+        if refreshed.exists() and not refresh:  # `bootstrap refresh` fetched a newer IANA file
+            return json.loads(refreshed.read_text()), f"{IANA_URL} (refreshed copy)"
+        if not refresh:
+            return default_document(), "iana (shipped)"
+        source = IANA_URL
     if urlsplit(source).scheme in ("http", "https"):
         cache = _cache_path(settings, source)
         fresh = cache.exists() and time.time() - cache.stat().st_mtime < settings.BOOTSTRAP_MAX_AGE_S
@@ -156,7 +165,7 @@ def get_bootstrap(source: str | None = None, settings: Settings | None = None) -
 
 
 def refresh(source: str | None = None, settings: Settings | None = None) -> Bootstrap:
-    """Fetch the bootstrap file again (for URLs) and replace the cached copy."""
+    """Fetch the bootstrap file again (for URLs; IANA's when no source is set) and replace the cached copy."""
     settings = settings or Settings()
     doc, where = load_document(source, settings, refresh=True)
     _cached.cache_clear()

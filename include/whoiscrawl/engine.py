@@ -86,6 +86,15 @@ class Crawler:
         self._skipped = self._looked_up = self._failed = 0
         self._acked_pending = 0
 
+    def snapshot(self) -> Stats:
+        """The crawl's counters with the rate limiter's and the index's (each counts its own decisions)."""
+        combined = Stats()
+        combined.merge(self.stats)
+        for extra in (getattr(self.limiter, "stats", None), getattr(self.index, "stats", None)):
+            if extra:
+                combined.counters.update(extra)
+        return combined
+
     # --- outcomes -----------------------------------------------------------
     def _skip(self) -> None:
         self._skipped += 1
@@ -187,8 +196,8 @@ class Crawler:
             if now - last_sync > 1.0:
                 self.index.sync()
                 last_sync = now
-            if self.telemetry:
-                self.telemetry.maybe_report(self.stats)
+            if self.telemetry and self.telemetry.due():
+                self.telemetry.maybe_report(self.snapshot())
             try:
                 await asyncio.wait_for(stop.wait(), 0.02)
             except asyncio.TimeoutError:
@@ -244,8 +253,9 @@ class Crawler:
             raise ChunkDeliveryError(
                 f"chunk {self.chunk}: {left} results unacknowledged, "
                 f"{self.stats.counters['kafka/delivery_failed']} refused by Kafka; retry the chunk")
+        final = self.snapshot()
         if self.telemetry:
-            self.telemetry.maybe_report(self.stats, final=True)
+            self.telemetry.maybe_report(final, final=True)
             self.tracker.flush(30.0)
         accounted = self._skipped + self._looked_up + self._failed
         if accounted != total:
@@ -253,6 +263,6 @@ class Crawler:
         return ChunkOutcome(
             chunk=self.chunk, addresses=total, skipped=self._skipped, looked_up=self._looked_up,
             failed=self._failed, failed_by_reason=dict(sorted(self._reasons.items())),
-            counters=self.stats.ancestor_view(), stats=self.stats.as_dict(),
+            counters=self.stats.ancestor_view(), stats=final.as_dict(),
             duration_s=round(time.monotonic() - started, 3), host=self.host,
         )

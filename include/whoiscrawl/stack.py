@@ -324,7 +324,7 @@ class Stack:
     """The local stack of one ``Settings().home``: Redis, then Kafka, then the simulator."""
 
     def __init__(self, settings: Settings | None = None, *, sim_profile: str = "fast",
-                 sim_scale: float = 0.05, sim_seed: int = 1, sim_timeout_s: float = 300,
+                 sim_scale: float = 1.0, sim_seed: int = 1, sim_timeout_s: float = 300,
                  kafka_timeout_s: float = 90, out: Callable[[str], None] | None = None) -> None:
         self.settings = settings if settings is not None else Settings()
         self.home = _home(self.settings)
@@ -473,7 +473,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start what is not running yet and write the Airflow connections file")
     up.add_argument("--sim-profile", default="fast", help="simulator latency/fault profile (default fast)")
-    up.add_argument("--sim-scale", type=float, default=0.05,
+    up.add_argument("--sim-scale", type=float, default=1.0,
                     help="fraction of the real registries' networks the simulator serves (default 0.05)")
     up.add_argument("--sim-seed", type=int, default=1, help="simulator random seed (default 1)")
     up.add_argument("--sim-timeout", type=float, default=300,

@@ -23,14 +23,33 @@ def host_id(configured: str = "") -> str:
     return configured or socket.gethostname()
 
 
+def _registry_of(name: str) -> tuple[str, str] | None:
+    """(registry, counter) for per-registry counters, whichever place the registry has in the name.
+
+    ``retry/reason/http_429/lacnic``, ``response/status/200/apnic``, ``fail/registry/arin``: last;
+    ``ratelimit/wait/lacnic/window``: third; ``redirect/followed/arin->ripencc``: the source.
+    """
+    parts = name.split("/")
+    if len(parts) < 3:
+        return None
+    if parts[0] == "redirect" and "->" in parts[2]:
+        source, target = parts[2].split("->", 1)
+        return source, f"redirect/to/{target}"
+    if parts[0] == "ratelimit":
+        return parts[2], "/".join(["ratelimit", parts[1], *parts[3:]])
+    if parts[0] in ("retry", "response", "fail", "lookup"):
+        return parts[-1], "/".join(parts[:-1])
+    return None
+
+
 def build_report(stats: Stats, host: str, reporter: str, final: bool = False) -> dict[str, Any]:
     counters = stats.as_dict()
     per_registry: dict[str, dict[str, int]] = {}
     for name, value in counters.items():
-        # e.g. "retry/reason/429/lacnic", "redirect/followed/arin->ripencc", "response/status/200/apnic"
-        parts = name.split("/")
-        if parts[0] in ("retry", "response", "ratelimit") and len(parts) >= 3:
-            per_registry.setdefault(parts[-1], {})["/".join(parts[:-1])] = value
+        split = _registry_of(name)
+        if split:
+            registry, what = split
+            per_registry.setdefault(registry, {})[what] = value
     return {
         "host": host,
         "reporter": reporter,
@@ -53,9 +72,12 @@ class TelemetryReporter:
         self._last = 0.0
         self.sent = 0
 
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.interval_s
+
     def maybe_report(self, stats: Stats, final: bool = False) -> bool:
         now = time.monotonic()
-        if not final and now - self._last < self.interval_s:
+        if not final and not self.due():
             return False
         self._last = now
         report = build_report(stats, self.host, self.reporter, final)

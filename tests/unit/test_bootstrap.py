@@ -46,10 +46,7 @@ def test_malformed_document_is_a_clear_error(tmp_path):
         load_document(str(p))
 
 
-def test_url_source_is_fetched_once_then_cached_and_refreshable(tmp_path):
-    hits = []
-    doc = {"services": [[["1.0.0.0/8"], ["http://127.0.0.1:1/apnic/"]]]}
-
+def serve_json(doc, hits):
     class H(BaseHTTPRequestHandler):
         def do_GET(self):
             hits.append(self.path)
@@ -63,8 +60,14 @@ def test_url_source_is_fetched_once_then_cached_and_refreshable(tmp_path):
             pass
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_url_source_is_fetched_once_then_cached_and_refreshable(tmp_path):
+    hits = []
+    doc = {"services": [[["1.0.0.0/8"], ["http://127.0.0.1:1/apnic/"]]]}
+    srv = serve_json(doc, hits)
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/bootstrap/ipv4.json"
         s = Settings({"HOME": str(tmp_path)})
@@ -74,5 +77,24 @@ def test_url_source_is_fetched_once_then_cached_and_refreshable(tmp_path):
         b = refresh(url, s)
         assert len(hits) == 2
         assert b.route(ipspace.to_int("1.2.3.4")).registry == "apnic"
+    finally:
+        srv.shutdown()
+
+
+def test_refresh_without_a_source_updates_the_default_from_iana(tmp_path, monkeypatch):
+    from whoiscrawl import bootstrap
+
+    hits = []
+    newer = {"publication": "2026-01-01T00:00:00Z",
+             "services": [[["1.0.0.0/8"], ["https://rdap.lacnic.net/rdap/"]]]}
+    srv = serve_json(newer, hits)
+    try:
+        monkeypatch.setattr(bootstrap, "IANA_URL", f"http://127.0.0.1:{srv.server_address[1]}/rdap/ipv4.json")
+        s = Settings({"HOME": str(tmp_path)}, environ={})
+        assert load_document(None, s)[1] == "iana (shipped)"
+        b = refresh(None, s)
+        assert len(hits) == 1 and b.publication == "2026-01-01T00:00:00Z"
+        doc, where = load_document(None, s)  # the default now is the refreshed copy
+        assert doc == newer and "refreshed" in where
     finally:
         srv.shutdown()

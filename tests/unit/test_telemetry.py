@@ -37,3 +37,17 @@ def test_report_carries_the_six_counters_per_registry_figures_and_latency():
     assert all(name in r for name in ANCESTOR_COUNTERS)
     assert r["per_registry"]["lacnic"]["retry/reason/http_429"] == 2
     assert r["latency"]["lacnic"]["n"] == 1
+
+
+def test_per_registry_counters_whatever_the_registry_position():
+    s = Stats()
+    s.inc("redirect/followed/arin->ripencc", 4)
+    s.inc("ratelimit/wait/lacnic/window", 7)
+    s.inc("ratelimit/pause/lacnic/rate_limit_notice", 1)
+    s.inc("response/status/200/apnic", 9)
+    s.inc("skip/known_network", 3)  # not per registry
+    per = build_report(s, "h", "h:1")["per_registry"]
+    assert per["arin"] == {"redirect/to/ripencc": 4}
+    assert per["lacnic"] == {"ratelimit/wait/window": 7, "ratelimit/pause/rate_limit_notice": 1}
+    assert per["apnic"] == {"response/status/200": 9}
+    assert set(per) == {"arin", "lacnic", "apnic"}
