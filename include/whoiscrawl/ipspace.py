@@ -58,22 +58,31 @@ def range_to_cidrs(start: int, end: int) -> list[str]:
 
 
 def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of inclusive intervals as disjoint, sorted, non-adjacent-merged intervals."""
-    if len(starts) == 0:
+    """Sort and merge inclusive intervals into disjoint, non-adjacent ones (int64 arrays)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    if starts.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    s = np.asarray(starts, dtype=np.int64)
-    e = np.asarray(ends, dtype=np.int64)
-    order = np.argsort(s, kind="stable")
-    s, e = s[order], e[order]
-    run_end = np.maximum.accumulate(e)
-    # a new group starts where the interval begins after everything before it ended (+1: adjacent merge)
-    new_group = np.empty(len(s), dtype=bool)
-    new_group[0] = True
-    new_group[1:] = s[1:] > run_end[:-1] + 1
-    group_starts = s[new_group]
-    idx = np.flatnonzero(new_group)
-    group_ends = np.maximum.reduceat(e, idx)
-    return group_starts, group_ends
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends)
+    # a new merged interval begins where a start lies beyond everything before it (+1: adjacent ones merge)
+    begins = np.empty(starts.size, dtype=bool)
+    begins[0] = True
+    begins[1:] = starts[1:] > reach[:-1] + 1
+    first = np.flatnonzero(begins)
+    last = np.append(first[1:] - 1, starts.size - 1)
+    return starts[first], reach[last]
+
+
+def containing_interval(starts: np.ndarray, ends: np.ndarray, addrs: np.ndarray) -> np.ndarray:
+    """Index of the interval containing each address, or -1 (intervals sorted and disjoint)."""
+    if starts.size == 0:
+        return np.full(addrs.shape, -1, dtype=np.int64)
+    i = np.searchsorted(starts, addrs, side="right") - 1
+    safe = np.maximum(i, 0)
+    hit = (i >= 0) & (ends[safe] >= addrs)
+    return np.where(hit, i, -1)
 
 
 def union_size(ranges: Iterable[tuple[int, int]]) -> int:
@@ -112,12 +121,7 @@ def non_reserved_total() -> int:
 
 
 def _in_intervals(addrs: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    a = np.asarray(addrs, dtype=np.int64)
-    i = np.searchsorted(starts, a, side="right") - 1
-    ok = i >= 0
-    result = np.zeros(len(a), dtype=bool)
-    result[ok] = a[ok] <= ends[i[ok]]
-    return result
+    return containing_interval(starts, ends, np.asarray(addrs, dtype=np.int64)) >= 0
 
 
 def is_reserved_many(addrs: np.ndarray) -> np.ndarray:

@@ -56,6 +56,8 @@ from typing import Iterable
 import numpy as np
 import redis
 
+from .ipspace import containing_interval as _lookup, merge_intervals
+
 __all__ = ["KnownNetworkIndex", "RECORD_BYTES", "merge_intervals"]
 
 #: Bytes per log record: start and end, big-endian uint32.
@@ -71,34 +73,6 @@ local n = redis.call('APPEND', KEYS[1], ARGV[1])
 local e = redis.call('GET', KEYS[2])
 return {tonumber(e) or 0, n}
 """
-
-
-def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sort and merge inclusive intervals into disjoint, non-adjacent ones (int64 arrays)."""
-    starts = np.asarray(starts, dtype=np.int64)
-    ends = np.asarray(ends, dtype=np.int64)
-    if starts.size == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], ends[order]
-    reach = np.maximum.accumulate(ends)
-    # a new merged interval begins where a start lies beyond everything before it (+1: adjacent ones merge)
-    begins = np.empty(starts.size, dtype=bool)
-    begins[0] = True
-    begins[1:] = starts[1:] > reach[:-1] + 1
-    first = np.flatnonzero(begins)
-    last = np.append(first[1:] - 1, starts.size - 1)
-    return starts[first], reach[last]
-
-
-def _lookup(starts: np.ndarray, ends: np.ndarray, addrs: np.ndarray) -> np.ndarray:
-    """Index of the interval containing each address, or -1 (intervals sorted and disjoint)."""
-    if starts.size == 0:
-        return np.full(addrs.shape, -1, dtype=np.int64)
-    i = np.searchsorted(starts, addrs, side="right") - 1
-    safe = np.maximum(i, 0)
-    hit = (i >= 0) & (ends[safe] >= addrs)
-    return np.where(hit, i, -1)
 
 
 def _as_addresses(addrs: Iterable[int] | np.ndarray) -> np.ndarray:

@@ -67,6 +67,8 @@ async def _serve(simulator: Simulator) -> None:
     await simulator.start()
     sys.stdout.write(f"ready {simulator.bootstrap_url}\n")
     sys.stdout.flush()
+    log.info("bootstrap file: %s (also served at %s)",
+             simulator.bootstrap_path or "not written (no --bootstrap-out)", simulator.bootstrap_url)
     try:
         await stop.wait()
     finally:

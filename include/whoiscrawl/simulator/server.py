@@ -115,6 +115,11 @@ class Simulator:
 
     # --- addresses -------------------------------------------------------------
     @property
+    def bootstrap_path(self) -> Path | None:
+        """Where the bootstrap file was written (``bootstrap_out``), if anywhere."""
+        return self._bootstrap_out
+
+    @property
     def url_host(self) -> str:
         """The host its bootstrap file and redirects name (``url_host``, else where it listens)."""
         if self._url_host:
