@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -75,6 +76,18 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+_NOTICE_WINDOW = re.compile(r"(\d+)\s+quer(?:y|ies)\s+per\s+(\d*)\s*(second|minute|hour)s?", re.I)
+_UNIT_S = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+
+
+def notice_window_s(text: str) -> float | None:
+    """The window a rate-limit notice names ("maxed at 10 queries per 1 minutes" -> 60 s), if any."""
+    m = _NOTICE_WINDOW.search(text or "")
+    if not m:
+        return None
+    return float(m.group(2) or 1) * _UNIT_S[m.group(3).lower()]
 
 
 def netloc(url: str) -> str:
@@ -231,8 +244,8 @@ class RdapClient:
             kind = "html" if raw.lstrip()[:1] == b"<" else "not_json"
             return Retry(f"bad_body/{kind}", registry)
         notice = rate_limit_notice(body)
-        if notice is not None:
-            return Throttle("rate_limit_notice", registry, self.throttle_pause_s)
+        if notice is not None:  # pause for the window the notice names: then the budget is whole again
+            return Throttle("rate_limit_notice", registry, notice_window_s(notice) or self.throttle_pause_s)
         try:
             record = build_record(addr, registry, body, url)
         except BadResponse as exc:

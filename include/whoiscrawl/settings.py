@@ -91,7 +91,7 @@ DEFINITIONS: tuple[Setting, ...] = (
             "(count/seconds, '+' joins windows). Registries not named keep the defaults: LACNIC 10 per "
             "minute and 1,000 per hour (documented), the others 10 per second (the ancestor's)."),
     Setting("THROTTLE_PAUSE_S", 60.0, float,
-            "Pause of a registry on this host after a 429 without Retry-After, or a LACNIC rate-limit notice."),
+            "Pause of a registry on this host after a 429 without Retry-After, or a rate-limit notice that names no window."),
     Setting("MAX_THROTTLES", 20, int, "Throttle answers (429, rate-limit notice) one address may meet before it is failed."),
     Setting("MAX_REDIRECTS", 3, int, "Redirects followed for one lookup (RFC 7480 section 5.2)."),
     Setting("REDIRECT_ALLOWLIST", "", str,

@@ -52,3 +52,12 @@ def test_learned_routes_find_the_enclosing_learned_range():
     assert routes.route(ipspace.to_int("130.61.0.1")) is None
     assert routes.route(ipspace.to_int("1.1.1.1")) is None
     assert len(routes) == 3
+
+
+def test_rate_limit_notice_names_its_window():
+    from whoiscrawl.rdap_client import notice_window_s
+
+    assert notice_window_s("Rate Limit is maxed at 10 queries per 1 minutes.") == 60.0
+    assert notice_window_s("maxed at 1000 queries per 1 hour") == 3600.0
+    assert notice_window_s("5 queries per second") == 1.0
+    assert notice_window_s("slow down") is None
