@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration system-deps venv stack-up stack-status stack-down bench clean
+.PHONY: demo test unit integration system-deps venv stack-up stack-status stack-down fleet-up fleet-status fleet-down bench clean
+N ?= 3
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -39,9 +40,18 @@ stack-status: venv
 stack-down: venv
 	$(BIN)/whoiscrawl stack down
 
+fleet-up: system-deps venv
+	$(BIN)/whoiscrawl fleet up --hosts $(N)
+
+fleet-status: venv
+	$(BIN)/whoiscrawl fleet status
+
+fleet-down: venv
+	$(BIN)/whoiscrawl fleet down
+
 bench: system-deps venv
 	$(BIN)/python bench/index_bench.py
 	$(BIN)/python bench/simulator_bench.py
 
-clean: stack-down
+clean: fleet-down stack-down
 	rm -rf .whoiscrawl

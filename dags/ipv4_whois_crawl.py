@@ -64,8 +64,9 @@ DEFAULT_ARGS = {
         "output_dir": Param("", type="string",
                             description="Folder for results.jsonl.gz and coverage.json (a subfolder per run). "
                                         "Empty: the project's data folder."),
-        "fleet": Param("local", type="string", enum=["local"],
-                       description="Where crawl tasks run: 'local' launches nothing."),
+        "fleet": Param("local", type="string", enum=["local", "celery"],
+                       description="Where crawl tasks run: 'local' launches nothing; 'celery' checks that "
+                                   "the CeleryExecutor fleet's workers answer and crawls on them."),
     },
 )
 def ipv4_whois_crawl():

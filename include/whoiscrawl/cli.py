@@ -1,4 +1,4 @@
-"""The ``whoiscrawl`` command: stack, simulator, seed, telemetry, bootstrap, settings, demo."""
+"""The ``whoiscrawl`` command: stack, fleet, simulator, seed, telemetry, bootstrap, settings, demo."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ def _cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
     from . import stack
 
     return stack.main(rest)
+
+
+def _cmd_fleet(args: argparse.Namespace, rest: list[str]) -> int:
+    from . import localfleet
+
+    return localfleet.main(rest)
 
 
 def _cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
@@ -81,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("stack", help="start, check or stop the local stack: stack up|status|down",
                    add_help=False).set_defaults(func=_cmd_stack)
+    sub.add_parser("fleet", help="the local CeleryExecutor fleet in network namespaces: fleet up|status|down",
+                   add_help=False).set_defaults(func=_cmd_fleet)
     sub.add_parser("simulate", help="run the RDAP registry simulator (see simulate --help)",
                    add_help=False).set_defaults(func=_cmd_simulate)
     s = sub.add_parser("seed", help="write a seed list to sqlite")
@@ -113,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command not in ("stack", "simulate") and rest:
+    if args.command not in ("stack", "simulate", "fleet") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return int(args.func(args, rest) or 0)
 

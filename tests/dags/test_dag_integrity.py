@@ -93,3 +93,10 @@ def test_params_have_descriptions_for_the_ui_form(dagbag):
         assert dag.params.get_param(name).description, name
     assert dag.params["limit"] == 20000 and dag.params["fleet"] == "local"
     assert dag.params.get_param("chunks").schema["maximum"] <= 1024  # within max_map_length
+
+
+def test_fleet_param_offers_every_fleet_kind(dagbag):
+    from whoiscrawl.fleet import FLEET_KINDS
+
+    dag = dagbag.dags["ipv4_whois_crawl"]
+    assert list(dag.params.get_param("fleet").schema["enum"]) == list(FLEET_KINDS)
