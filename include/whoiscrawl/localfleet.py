@@ -17,7 +17,6 @@ fleet recorded creating.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import signal
@@ -38,6 +37,7 @@ from .celery_env import CELERY_QUEUE, DB_NAME, DB_USER, FleetSecrets, api_url, c
 from .netns import FleetNetwork, HostNet, NetworkError, netns_supported
 from .services import MissingDependency
 from .services.kafka_broker import KafkaBrokerError
+from .services.procs import LockBusy, exclusive_lock, log_tail
 from .services.postgres_server import PostgresError, PostgresServer
 from .services.redis_server import RedisServer, RedisServerError
 from .settings import PREFIX, Settings
@@ -126,11 +126,7 @@ class ManagedProcess:
         return True
 
     def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log output)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines=lines)
 
 
 @dataclass
@@ -302,22 +298,11 @@ class LocalFleet:
     # --- up -----------------------------------------------------------------------------
     @contextmanager
     def _locked(self, wait_s: float = 10) -> Iterator[None]:
-        path = self.root / "run" / "fleet.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            deadline = time.monotonic() + wait_s
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise FleetUpError(f"another `whoiscrawl fleet up/down` holds {path}") from None
-                    time.sleep(0.2)
-            try:
+        try:
+            with exclusive_lock(self.root / "run" / "fleet.lock", wait_s, "whoiscrawl fleet up/down"):
                 yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        except LockBusy as exc:
+            raise FleetUpError(str(exc)) from None
 
     def up(self, hosts: int, timeout_s: float = 300) -> list[ComponentState]:
         """Start what is missing, in order; what already runs and answers is left alone."""

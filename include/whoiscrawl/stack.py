@@ -11,14 +11,13 @@ connection change, not a code change.
 The stack only ever signals processes it started: each has a pidfile
 ``home/run/<service>.pid``, and a pid is acted upon only while
 ``/proc/<pid>/cmdline`` still shows what we launched (see
-:class:`~whoiscrawl.services.kafka_broker.PidFile`). A stale pidfile is
+:class:`~whoiscrawl.services.procs.PidFile`). A stale pidfile is
 removed, never acted upon.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import re
@@ -34,9 +33,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from whoiscrawl.services import MissingDependency
-from whoiscrawl.services.kafka_broker import (
-    KafkaBroker, KafkaBrokerError, PidFile, find_java, find_mvn, port_in_use,
-)
+from whoiscrawl.services.kafka_broker import KafkaBroker, KafkaBrokerError, find_java, find_mvn
+from whoiscrawl.services.procs import LockBusy, PidFile, exclusive_lock, log_tail, port_in_use
 from whoiscrawl.services.redis_server import RedisServer, RedisServerError, find_redis_server
 from whoiscrawl.settings import PREFIX, Settings
 
@@ -312,7 +310,7 @@ class _Simulator(_Service):
             return ""
 
     def _tail(self, offset: int, lines: int = 30) -> str:
-        return "\n".join(self._log_since(offset).splitlines()[-lines:]) or "(no output)"
+        return log_tail(self.log_path, offset, lines)
 
     def stop(self, timeout_s: float) -> bool:
         stopped = self.pidfile.terminate(timeout_s)
@@ -381,22 +379,11 @@ class Stack:
     @contextmanager
     def _locked(self, wait_s: float = 5) -> Iterator[None]:
         """Only one ``up`` or ``down`` at a time per home."""
-        path = self.home / "run" / "stack.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            deadline = time.monotonic() + wait_s
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StackError(f"another `whoiscrawl stack up/down` holds {path}") from None
-                    time.sleep(0.1)
-            try:
+        try:
+            with exclusive_lock(self.home / "run" / "stack.lock", wait_s, "whoiscrawl stack up/down"):
                 yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        except LockBusy as exc:
+            raise StackError(str(exc)) from None
 
     # --- commands -------------------------------------------------------------------------
     def up(self) -> list[ServiceState]:

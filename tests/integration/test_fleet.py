@@ -70,7 +70,7 @@ def _skip_reason() -> str | None:
 
 def _free_ports(count: int, consecutive: bool = False) -> list[int]:
     """Ports free on every address (the bridge does not exist yet), from a range no default uses."""
-    from whoiscrawl.services.kafka_broker import port_in_use
+    from whoiscrawl.services.procs import port_in_use
 
     rng = random.Random()
     for _ in range(500):

@@ -20,7 +20,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from whoiscrawl.services import MissingDependency, free_port
-from whoiscrawl.services.kafka_broker import KafkaBroker, KafkaBrokerError, PidFile
+from whoiscrawl.services.kafka_broker import KafkaBroker, KafkaBrokerError
+from whoiscrawl.services.procs import PidFile
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-from whoiscrawl import coverage, ipspace
+from whoiscrawl import coverage
 
 
 def net(reg, start, end):

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-import redis
 
 from whoiscrawl.services import MissingDependency, free_port
 from whoiscrawl.services import redis_server as rs

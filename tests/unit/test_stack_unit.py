@@ -23,7 +23,7 @@ import pytest
 from whoiscrawl import stack as stack_mod
 from whoiscrawl.services import MissingDependency, free_port
 from whoiscrawl.services import kafka_broker as kb
-from whoiscrawl.services.kafka_broker import PidFile, word_matches
+from whoiscrawl.services.procs import PidFile, word_matches
 from whoiscrawl.settings import Settings
 from whoiscrawl.stack import Stack, StackError, connection_env, env_file_text
 
@@ -210,7 +210,7 @@ def test_env_file_loads_in_shell_and_airflow_hooks_read_it(tmp_path):
                           "sim": os.environ["WHOISCRAWL_SIM_BOOTSTRAP_URL"]}))
     """)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "WHOISCRAWL_"))}
-    done = subprocess.run(["bash", "-c", f'set -a; . "$1"; set +a; exec "$2" -c "$3"', "bash",
+    done = subprocess.run(["bash", "-c", 'set -a; . "$1"; set +a; exec "$2" -c "$3"', "bash",
                            str(path), sys.executable, script],
                           capture_output=True, text=True, timeout=120, env=clean)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 from whoiscrawl.services import MissingDependency
+from whoiscrawl.services.procs import log_tail
 
 __all__ = ["PostgresServer", "PostgresError", "find_pg_bin_dir", "SERVER_USER"]
 
@@ -240,8 +241,4 @@ class PostgresServer:
             conn.close()
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no postgres log)"
-        return "--- postgres.log ---\n" + "\n".join(text.splitlines()[-lines:])
+        return "--- postgres.log ---\n" + log_tail(self.log_path, lines=lines)
