@@ -107,7 +107,7 @@ def ipv4_whois_crawl():
     def coverage_report(drained: dict, outcomes: list[dict], prepared: dict) -> dict:
         from whoiscrawl import pipeline
 
-        return pipeline.report(drained, list(outcomes), prepared)
+        return pipeline.report(drained, list(outcomes), prepared, dict(get_current_context()["params"]))
 
     @teardown
     def teardown_fleet(fleet_info: dict) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import zlib
 from typing import Any
 
 import numpy as np
@@ -71,3 +72,17 @@ def read_chunk(client: redis.Redis, key: str, chunk: int) -> np.ndarray:
     if blob is None:
         raise KeyError(f"chunk {chunk} of run {key!r} is not in Redis")
     return np.frombuffer(blob, dtype=">u4").astype(np.uint32)
+
+
+def write_networks(client: redis.Redis, key: str, networks: list[dict[str, Any]]) -> None:
+    """The run's distinct networks (registry, start, end), for the report task on whatever host."""
+    rows = [[n["registry"], n["start"], n["end"]] for n in networks]
+    blob = zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 6)
+    client.set(f"{_run_prefix(key)}:networks", blob, ex=CHUNK_TTL_S)
+
+
+def read_networks(client: redis.Redis, key: str) -> list[dict[str, Any]]:
+    blob = client.get(f"{_run_prefix(key)}:networks")
+    if blob is None:
+        raise KeyError(f"the networks of run {key!r} are not in Redis (did drain_results run?)")
+    return [{"registry": r, "start": s, "end": e} for r, s, e in json.loads(zlib.decompress(blob))]

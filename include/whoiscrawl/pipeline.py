@@ -45,12 +45,19 @@ def output_dir(params: dict[str, Any], key: str) -> Path:
 
 
 def prepare_seed(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Write the seed list (sqlite) and plan the chunks."""
+    """Write the seed list (sqlite, kept with the run's output) and publish its chunks to Redis.
+
+    Chunks go to Redis at once so that no later task, on whatever host, needs this host's files.
+    """
     key = cluster.run_key(run_id)
     out = output_dir(params, key)
-    summary = seed.prepare_seed(out / "seed.sqlite", source=params.get("seed") or "classic",
+    db = out / "seed.sqlite"
+    summary = seed.prepare_seed(db, source=params.get("seed") or "classic",
                                 limit=params.get("limit"), random_seed=int(params.get("random_seed", 2018)))
     bounds = seed.chunk_bounds(summary.count, int(params.get("chunks") or 8))
+    master, _ = redis_clients(_settings(params))
+    for i, (offset, count) in enumerate(bounds):
+        cluster.write_chunk(master, key, i, seed.read_range(db, offset, count))
     log.info("seed: %d addresses (%d invalid lines, %d reserved, %d duplicates) in %d chunks",
              summary.count, summary.invalid, summary.reserved, summary.duplicates, len(bounds))
     return {"run": key, "output_dir": str(out), "seed": summary.as_dict(),
@@ -58,7 +65,7 @@ def prepare_seed(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 
 
 def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Publish the cluster config, the run's settings and its chunks to Redis; note where results start."""
+    """Publish the cluster config and the run's settings to Redis; note where this run's results start."""
     settings = _settings(params)
     key = prepared["run"]
     master, _ = redis_clients(settings)
@@ -72,9 +79,6 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
                                   "metrics_topic": settings.KAFKA_METRICS_TOPIC},
                          key, {"bootstrap": settings.BOOTSTRAP, "rate_limits": settings.RATE_LIMITS,
                                "results_start": start, "fleet": fleet.get("kind", "local")})
-    seed_db = Path(prepared["output_dir"]) / "seed.sqlite"
-    for c in prepared["chunks"]:
-        cluster.write_chunk(master, key, c["chunk"], seed.read_range(seed_db, c["offset"], c["count"]))
     return [{"run": key, "chunk": c["chunk"], "count": c["count"]} for c in prepared["chunks"]]
 
 
@@ -135,25 +139,27 @@ def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str,
                 if ident in networks:
                     duplicates += 1
                     continue
-                networks[ident] = {k: record[k] for k in ("registry", "handle", "start", "end", "query")}
+                networks[ident] = {k: record[k] for k in ("registry", "start", "end")}
                 fh.write(json.dumps(record, separators=(",", ":")) + "\n")
         os.replace(tmp, out / "results.jsonl.gz")
     finally:
         consumer.close()
-    summary_path = out / "networks.json"
-    summary_path.write_text(json.dumps(list(networks.values())))
+    cluster.write_networks(master, key, list(networks.values()))
     log.info("drained %d result messages: %d distinct networks, %d duplicates", messages, len(networks), duplicates)
-    return {"results": str(out / "results.jsonl.gz"), "networks_file": str(summary_path),
-            "messages": messages, "distinct_networks": len(networks), "duplicates": duplicates}
+    return {"results": str(out / "results.jsonl.gz"), "messages": messages,
+            "distinct_networks": len(networks), "duplicates": duplicates}
 
 
-def report(drained: dict[str, Any], outcomes: list[dict[str, Any]], prepared: dict[str, Any]) -> dict[str, Any]:
+def report(drained: dict[str, Any], outcomes: list[dict[str, Any]], prepared: dict[str, Any],
+           params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The coverage report: written to ``coverage.json`` and returned as the XCom."""
-    networks = json.loads(Path(drained["networks_file"]).read_text())
+    master, _ = redis_clients(_settings(params))
+    networks = cluster.read_networks(master, prepared["run"])
     result = coverage_report(networks, outcomes, prepared["seed"]["count"], run=prepared["run"])
     result["result_messages"] = drained["messages"]
     result["seed_invalid_lines"] = prepared["seed"]["invalid"]
     path = Path(prepared["output_dir"]) / "coverage.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     result["output_dir"] = prepared["output_dir"]
     return result
