@@ -85,6 +85,9 @@ class Crawler:
         self._outstanding: Counter[str] = Counter()
         self._skipped = self._looked_up = self._failed = 0
         self._acked_pending = 0
+        # networks found but not yet acknowledged by Kafka: skipped here at once, shared only after the ack
+        # (if the ack never comes the whole chunk fails and is retried, so skipping early loses nothing)
+        self._unacked: dict[int, tuple[int, int]] = {}
 
     def snapshot(self) -> Stats:
         """The crawl's counters with the rate limiter's and the index's (each counts its own decisions)."""
@@ -114,9 +117,12 @@ class Crawler:
         record["run"] = self.run_key
         start, end = ipspace.to_int(record["start"]), ipspace.to_int(record["end"])
         self._acked_pending += 1
+        token = id(record)
+        self._unacked[token] = (start, end)
 
         def on_done(err: Exception | None) -> None:
             self._acked_pending -= 1
+            self._unacked.pop(token, None)
             if err is not None:
                 self.stats.inc("kafka/delivery_failed")
                 return  # the chunk fails as a whole in run(); the address is not counted done
@@ -149,7 +155,7 @@ class Crawler:
             delay = job.not_before - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if self.index.contains(job.addr):
+            if self.index.contains(job.addr) or self._in_unacked(job.addr):
                 self._skip()
                 self._finish(registry, wakeup)
                 continue
@@ -181,6 +187,9 @@ class Crawler:
                 assert isinstance(result, Fail)
                 self._fail(result.reason, result.registry)
             self._finish(registry, wakeup)
+
+    def _in_unacked(self, addr: int) -> bool:
+        return any(start <= addr <= end for start, end in self._unacked.values())
 
     def _finish(self, registry: str, wakeup: asyncio.Event) -> None:
         self._outstanding[registry] -= 1

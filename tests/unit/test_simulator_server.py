@@ -174,3 +174,19 @@ def test_stats_count_requests_by_registry_status_and_client(universe):
     assert stats["registries"][holder]["requests"] == 5
     assert stats["registries"][other]["redirects"] == 1
     assert stats["clients"]["127.0.0.1"]["requests"] == 6
+
+
+def test_head_answers_like_get_without_a_body_and_other_methods_get_405(sim, universe):
+    addr = int(universe.random_allocated_addresses(1, seed=5)[0])
+    net = universe.network(universe.lookup(addr))
+    url = f"{sim.base_urls[net.registry]}ip/{dotted(addr)}"
+    full, head = get(url), get(url, method="HEAD")
+    assert head.status == full.status == 200
+    assert head.body == b""
+    assert head.headers["content-length"] == str(len(full.body))
+    other = "ripencc" if net.registry != "ripencc" else "arin"
+    redirect = get(f"{sim.base_urls[other]}ip/{dotted(addr)}", method="HEAD")
+    assert redirect.status == REDIRECT_STATUS[other]
+    assert redirect.headers["location"].startswith(sim.base_urls[net.registry])
+    refused = get(url, method="DELETE")
+    assert refused.status == 405 and "GET" in refused.headers["allow"]

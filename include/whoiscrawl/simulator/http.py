@@ -47,6 +47,7 @@ class Response:
     delay_s: float = 0.0
     truncate_to: int | None = None   # send only this many body bytes, then close
     close: bool = False
+    omit_body: bool = False          # an answer to HEAD: the GET's status and headers, no body
 
 
 #: Special answers: never answer (hold the connection), or close it without a word.
@@ -127,6 +128,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.abort()
                 return
             assert isinstance(outcome, Response)
+            outcome.omit_body = request.method == "HEAD"
             if not request.keep_alive:
                 outcome.close = True
             if outcome.delay_s > 0:
@@ -166,7 +168,9 @@ class HttpProtocol(asyncio.Protocol):
             head.append(f"{name}: {value}\r\n".encode())
         close = response.close or response.truncate_to is not None
         head.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
-        if response.truncate_to is not None:
+        if response.omit_body:
+            body = b""
+        elif response.truncate_to is not None:
             body = body[: response.truncate_to]
         transport.write(b"".join(head) + body)
         if close:

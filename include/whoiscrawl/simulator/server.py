@@ -331,9 +331,9 @@ class Simulator:
 
     def _answer(self, registry: str, request: Request) -> Response:
         client = request.client
-        if request.method != "GET":
-            return Response(405, responses.error_body(registry, 405, "Method Not Allowed", ["Use GET."]),
-                            _RDAP, [("Allow", "GET")])
+        if request.method not in ("GET", "HEAD"):  # RFC 7480 section 4.1: HEAD tells whether data exists
+            return Response(405, responses.error_body(registry, 405, "Method Not Allowed", ["Use GET or HEAD."]),
+                            _RDAP, [("Allow", "GET, HEAD")])
         prefix = f"/{registry}/"
         path = request.path
         if not path.startswith(prefix):
