@@ -26,7 +26,6 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -41,7 +40,7 @@ from .services.procs import LockBusy, exclusive_lock, log_tail
 from .services.postgres_server import PostgresError, PostgresServer
 from .services.redis_server import RedisServer, RedisServerError
 from .settings import PREFIX, Settings
-from .stack import StackError
+from .stack import ServiceState as ComponentState, StackError
 
 __all__ = ["LocalFleet", "FleetUpError", "ManagedProcess", "main"]
 
@@ -127,23 +126,6 @@ class ManagedProcess:
 
     def log_tail(self, lines: int = 25) -> str:
         return log_tail(self.log_path, lines=lines)
-
-
-@dataclass
-class ComponentState:
-    """One line of ``fleet status``."""
-
-    name: str
-    pid: int | None
-    endpoint: str
-    healthy: bool
-    note: str = ""
-
-    def line(self) -> str:
-        state = "healthy" if self.healthy else "down"
-        note = f" ({self.note})" if self.note else ""
-        pid = str(self.pid) if self.pid is not None else "-"
-        return f"{self.name:<16} {pid:>8}  {self.endpoint:<44} {state}{note}"
 
 
 def _wait(what: str, check: Callable[[], bool], timeout_s: float, detail: Callable[[], str] = lambda: "",
@@ -574,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.monotonic()
             states = fleet.up(args.hosts, timeout_s=args.timeout)
             for state in states:
-                print(state.line())
+                print(state.line(name_width=16))
             print(f"fleet up in {time.monotonic() - started:.0f} s; UI and API on "
                   f"{api_url(fleet.settings, fleet.coordinator)} (user admin, password in "
                   f"{fleet.root / 'airflow' / 'passwords.json'})")
@@ -582,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             states = fleet.status()
             for state in states:
-                print(state.line())
+                print(state.line(name_width=16))
             return 0 if all(s.healthy for s in states) else 1
         if args.command == "down":
             fleet.down(timeout_s=args.timeout)

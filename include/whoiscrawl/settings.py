@@ -40,7 +40,8 @@ DEFINITIONS: tuple[Setting, ...] = (
     Setting("HOME", str(PROJECT_ROOT / ".whoiscrawl"), str,
             "Folder for the local stack's data, logs and downloaded jars (ignored by git)."),
     Setting("BOOTSTRAP", "", str,
-            "RFC 9224 IPv4 bootstrap file (path or http(s) URL). Empty: IANA's file shipped in the package."),
+            "RFC 9224 IPv4 bootstrap file (path or http(s) URL). Empty: IANA's file as last fetched by "
+            "`whoiscrawl bootstrap refresh`, else the copy shipped in the package."),
     Setting("BOOTSTRAP_MAX_AGE_S", 86400, int,
             "How long a bootstrap file fetched over HTTP is cached before it is fetched again."),
     # --- local stack ports ---------------------------------------------------

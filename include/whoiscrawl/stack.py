@@ -97,7 +97,7 @@ def env_file_text(env: dict[str, str]) -> str:
 
 @dataclass
 class ServiceState:
-    """One line of ``stack status``."""
+    """One line of ``stack status`` (and ``fleet status``)."""
 
     name: str
     pid: int | None
@@ -105,11 +105,11 @@ class ServiceState:
     healthy: bool
     note: str = ""
 
-    def line(self) -> str:
+    def line(self, name_width: int = 10) -> str:
         state = "healthy" if self.healthy else "down"
         note = f" ({self.note})" if self.note else ""
         pid = str(self.pid) if self.pid is not None else "-"
-        return f"{self.name:<10} {pid:>8}  {self.endpoint:<44} {state}{note}"
+        return f"{self.name:<{name_width}} {pid:>8}  {self.endpoint:<44} {state}{note}"
 
 
 class _Service:
