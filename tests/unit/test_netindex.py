@@ -15,6 +15,12 @@ from whoiscrawl.services.redis_server import RedisServer
 BASE = 0x0A000000  # 10.0.0.0: every random network lands in a 1M-address window, so they nest and overlap
 
 
+def wait_for_all_replicas(master) -> None:
+    """WAIT for every connected replica, not just any one (the session master may have several)."""
+    replicas = int(master.info("replication")["connected_slaves"])
+    assert master.wait(replicas, 5000) >= replicas
+
+
 def random_networks(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
     """CIDR blocks /12../32 (nested inside each other) mixed with arbitrary overlapping ranges."""
     nets = []
@@ -83,7 +89,7 @@ def test_matches_brute_force_on_nested_and_overlapping_networks(clients):
     writer.add_many(nets[300:1200])
     writer.compact()  # both levels populated: main from the first half, delta from the rest
     writer.add_many(nets[1200:], batch_records=97)
-    master.wait(1, 2000)
+    wait_for_all_replicas(master)
     reader = KnownNetworkIndex(master, replica)
     addrs = probe_addresses(rng, nets, 5000)
     expected = brute_contains(nets, addrs)
@@ -104,10 +110,10 @@ def test_two_processes_see_each_other_through_the_replica(clients, redis_replica
     before = replica.info("commandstats").get("cmdstat_getrange", {}).get("calls", 0)
     assert not b.contains(0x01020304)
     a.add(0x01020300, 0x010203FF)
-    master.wait(1, 2000)
+    wait_for_all_replicas(master)
     assert b.contains(0x01020304)
     b.add(0x08080800, 0x08080BFF)
-    master.wait(1, 2000)
+    wait_for_all_replicas(master)
     assert a.contains(0x08080A00) and not a.contains(0x08080C00)
     after = replica.info("commandstats")["cmdstat_getrange"]["calls"]
     assert after > before  # reads went to the replica, not the master
@@ -142,7 +148,7 @@ def test_replica_down_falls_back_to_master(redis_flush, tmp_path):
         index = KnownNetworkIndex(master, replica, replica_retry_s=60)
         writer = KnownNetworkIndex(master)
         writer.add(1000, 2000)
-        master.wait(1, 2000)
+        wait_for_all_replicas(master)
         assert index.contains(1500)
         assert index.stats["index/replica_fallback"] == 0
         replica_server.stop()
@@ -159,11 +165,11 @@ def test_reset_and_truncation_rebuild(clients):
     master, replica = clients
     a, b = KnownNetworkIndex(master, replica), KnownNetworkIndex(master, replica)
     a.add_many([(10, 20), (30, 40)])
-    master.wait(1, 2000)
+    wait_for_all_replicas(master)
     assert b.contains(35)
     a.reset()
     a.add(50, 60)
-    master.wait(1, 2000)
+    wait_for_all_replicas(master)
     assert not b.contains(35) and b.contains(55)
     assert b.stats["index/rebuild/epoch"] == 1
     assert a.network_count() == 1
@@ -180,7 +186,7 @@ def test_late_joiner_reads_the_whole_log_in_chunks(clients):
     rng = np.random.default_rng(3)
     nets = random_networks(rng, 1000)
     KnownNetworkIndex(master, replica).add_many(nets)
-    master.wait(1, 2000)
+    wait_for_all_replicas(master)
     late = KnownNetworkIndex(master, replica, read_chunk_records=64)
     assert late.sync() == len(nets)
     assert late.sync() == 0  # afterwards only the tail

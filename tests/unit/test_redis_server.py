@@ -16,6 +16,12 @@ from whoiscrawl.services import redis_server as rs
 from whoiscrawl.services.redis_server import RedisServer, RedisServerError, find_redis_server
 
 
+def wait_for_all_replicas(master) -> None:
+    """WAIT for every connected replica, not just any one (the session master may have several)."""
+    replicas = int(master.info("replication")["connected_slaves"])
+    assert master.wait(replicas, 5000) >= replicas
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -111,7 +117,7 @@ def test_replica_reads_master_and_keeps_local_writes(redis_master, redis_replica
     try:
         assert replica.info("replication")["role"] == "slave"
         master.set("shared", "1")
-        master.wait(1, 2000)
+        wait_for_all_replicas(master)
         assert replica.get("shared") == b"1"
         # writable replica: per-host state stays on this host
         replica.set("local-only", "x", px=60_000)
