@@ -7,18 +7,13 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis_testing import wait_for_all_replicas
 
 from whoiscrawl.netindex import KnownNetworkIndex, merge_intervals
 from whoiscrawl.services import free_port
 from whoiscrawl.services.redis_server import RedisServer
 
 BASE = 0x0A000000  # 10.0.0.0: every random network lands in a 1M-address window, so they nest and overlap
-
-
-def wait_for_all_replicas(master) -> None:
-    """WAIT for every connected replica, not just any one (the session master may have several)."""
-    replicas = int(master.info("replication")["connected_slaves"])
-    assert master.wait(replicas, 5000) >= replicas
 
 
 def random_networks(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:

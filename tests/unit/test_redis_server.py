@@ -11,15 +11,11 @@ import time
 
 import pytest
 
+from redis_testing import wait_for_all_replicas
+
 from whoiscrawl.services import MissingDependency, free_port
 from whoiscrawl.services import redis_server as rs
 from whoiscrawl.services.redis_server import RedisServer, RedisServerError, find_redis_server
-
-
-def wait_for_all_replicas(master) -> None:
-    """WAIT for every connected replica, not just any one (the session master may have several)."""
-    replicas = int(master.info("replication")["connected_slaves"])
-    assert master.wait(replicas, 5000) >= replicas
 
 
 def _alive(pid: int) -> bool:
