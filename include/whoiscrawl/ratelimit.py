@@ -20,7 +20,8 @@ requests through in a sliding window when they allow a burst of ``count``.)
 
 Time is passed into the script by the caller (the wall clock, shared by the
 processes of one host), which lets tests drive it with a fake clock.
-``margin_s`` is added to every period so that timer lateness and network jitter
+``margin_s`` is added to every period, and every period is stretched by ``margin_ratio``
+(1% by default: 0.6 s of LACNIC's minute), so that timer lateness and network jitter
 do not make the registry see more than ``count`` in its own window.
 
 Adaptive rate (AIMD): :meth:`RegistryRateLimiter.on_throttled` divides the
@@ -207,7 +208,7 @@ class RegistryRateLimiter:
 
     def __init__(self, client: redis.Redis, host_id: str, limits: RateLimits | None = None,
                  key_prefix: str = "whoiscrawl:rate", *, clock: Callable[[], float] = time.time,
-                 margin_s: float = 0.05, decrease: float = 0.5, increase: float = 0.01,
+                 margin_s: float = 0.05, margin_ratio: float = 0.01, decrease: float = 0.5, increase: float = 0.01,
                  min_factor: float = 0.05, adapt_ttl_s: float = 86400.0) -> None:
         if not 0 < decrease < 1 or not 0 < min_factor <= 1 or increase <= 0:
             raise ValueError("need 0 < decrease < 1, 0 < min_factor <= 1 and increase > 0")
@@ -217,6 +218,7 @@ class RegistryRateLimiter:
         self.key_prefix = key_prefix
         self.clock = clock
         self.margin_s = margin_s
+        self.margin_ratio = margin_ratio
         self.decrease = decrease
         self.increase = increase
         self.min_factor = min_factor
@@ -239,7 +241,9 @@ class RegistryRateLimiter:
         windows = self.limits.for_registry(registry)
         args: list[float | int | str] = [repr(float(now)), repr(float(self.margin_s)), len(windows)]
         for w in windows:
-            args += [w.count, repr(float(w.period_s))]
+            # long windows get a proportional margin too: the registry's window may start a little
+            # later than ours (its clock starts at the arrival of our first request)
+            args += [w.count, repr(float(w.period_s) * (1.0 + self.margin_ratio))]
         delay_text, cause, _factor = self._reserve(keys=self._keys(registry), args=args)
         delay = max(0.0, float(delay_text))
         cause = cause.decode() if isinstance(cause, bytes) else cause

@@ -23,6 +23,7 @@ def master(redis_flush):
 
 def limiter(conn, text: str, **kwargs) -> RegistryRateLimiter:
     kwargs.setdefault("margin_s", 0.0)  # fake-clock tests check the exact algorithm
+    kwargs.setdefault("margin_ratio", 0.0)
     return RegistryRateLimiter(conn, "host-a", RateLimits.parse(text), **kwargs)
 
 
@@ -186,7 +187,16 @@ def test_budget_lives_in_the_hosts_replica(redis_master, redis_replica, redis_fl
     log_key = lim._keys("arin")[0]
     assert local.llen(log_key) == 2
     assert master.exists(log_key) == 0  # per-host state stays on the host
-    other_host = RegistryRateLimiter(master, "host-b", RateLimits.parse("arin=2/1"), margin_s=0)
+    other_host = RegistryRateLimiter(master, "host-b", RateLimits.parse("arin=2/1"), margin_s=0, margin_ratio=0)
     assert other_host.reserve("arin", now=T0) == 0
     local.close()
     master.close()
+
+
+def test_long_windows_get_a_proportional_margin(redis_flush):
+    """10 per minute: the 11th slot comes 1% after the window, so the registry's own window has closed."""
+    lim = RegistryRateLimiter(redis_flush.client(), "host-m", RateLimits.parse("lacnic=10/60"),
+                              margin_s=0.05, margin_ratio=0.01)
+    delays = [lim.reserve("lacnic", now=T0) for _ in range(11)]
+    assert delays[:10] == [0.0] * 10
+    assert delays[10] == pytest.approx(60 * 1.01 + 0.05)
