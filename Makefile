@@ -52,6 +52,7 @@ fleet-down: venv
 bench: system-deps venv
 	$(BIN)/python bench/index_bench.py
 	$(BIN)/python bench/simulator_bench.py
+	$(BIN)/python bench/crawl_bench.py
 
 clean: fleet-down stack-down
 	rm -rf .whoiscrawl
