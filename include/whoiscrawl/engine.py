@@ -62,6 +62,11 @@ class _Job:
     attempts: int = 0
     throttles: int = 0
     not_before: float = 0.0
+    last_reason: str = ""
+
+
+#: Failures that mean the registry did not answer at all (as opposed to answering badly).
+TRANSPORT_FAILURES = ("timeout", "refused", "connection")
 
 
 class Crawler:
@@ -88,6 +93,9 @@ class Crawler:
         # networks found but not yet acknowledged by Kafka: skipped here at once, shared only after the ack
         # (if the ack never comes the whole chunk fails and is retried, so skipping early loses nothing)
         self._unacked: dict[int, tuple[int, int]] = {}
+        # circuit breaker: consecutive transport failures per registry, and until when it counts as down
+        self._transport_failures: Counter[str] = Counter()
+        self._down_until: dict[str, float] = {}
 
     def snapshot(self) -> Stats:
         """The crawl's counters with the rate limiter's and the index's (each counts its own decisions)."""
@@ -159,8 +167,21 @@ class Crawler:
                 self._skip()
                 self._finish(registry, wakeup)
                 continue
+            down_until = self._down_until.get(job.service.registry, 0.0)
+            if down_until > time.monotonic():
+                # the registry is down: this address spends an attempt without a request and waits it out
+                job.attempts += 1
+                self.stats.inc(f"retry/reason/registry_down/{job.service.registry}")
+                if job.attempts >= self.settings.MAX_ATTEMPTS:
+                    self._fail(job.last_reason or "registry_down", job.service.registry)
+                    self._finish(registry, wakeup)
+                else:
+                    job.not_before = down_until
+                    queue.append(job)
+                continue
             self.stats.inc(LOOKING_UP)
             result = await client.lookup(job.addr, job.service)
+            self._track_transport(result)
             if isinstance(result, Ok):
                 self.limiter.on_success(result.registry)
                 self._deliver(job, result)
@@ -176,6 +197,7 @@ class Crawler:
                     continue
             elif isinstance(result, Retry):
                 job.attempts += 1
+                job.last_reason = result.reason
                 self.stats.inc(f"retry/reason/{result.reason}/{result.registry}")
                 if job.attempts >= self.settings.MAX_ATTEMPTS:
                     self._fail(result.reason, result.registry)
@@ -187,6 +209,24 @@ class Crawler:
                 assert isinstance(result, Fail)
                 self._fail(result.reason, result.registry)
             self._finish(registry, wakeup)
+
+    def _track_transport(self, result: object) -> None:
+        """Trip a registry's breaker after REGISTRY_DOWN_AFTER transport failures in a row.
+
+        While it is down its addresses wait REGISTRY_DOWN_COOLDOWN_S instead of each spending a
+        timeout, so a dead registry costs a chunk a few cooldowns, not addresses x attempts x timeout.
+        """
+        registry = getattr(result, "registry", None)
+        if registry is None:
+            return
+        if isinstance(result, Retry) and result.reason in TRANSPORT_FAILURES:
+            self._transport_failures[registry] += 1
+            if self._transport_failures[registry] >= self.settings.REGISTRY_DOWN_AFTER:
+                if self._down_until.get(registry, 0.0) <= time.monotonic():
+                    self.stats.inc(f"breaker/open/{registry}")
+                self._down_until[registry] = time.monotonic() + self.settings.REGISTRY_DOWN_COOLDOWN_S
+        else:
+            self._transport_failures[registry] = 0
 
     def _in_unacked(self, addr: int) -> bool:
         return any(start <= addr <= end for start, end in self._unacked.values())

@@ -99,6 +99,11 @@ DEFINITIONS: tuple[Setting, ...] = (
             "Extra hosts (comma-separated host or host:port) a redirect may go to, beside those in the bootstrap file."),
     Setting("MAX_ATTEMPTS", 4, int, "Attempts per address before it is reported failed (timeouts, 5xx, bad bodies)."),
     Setting("RETRY_BACKOFF_S", 1.0, float, "First retry delay; doubles on each attempt, with jitter."),
+    Setting("REGISTRY_DOWN_AFTER", 10, int,
+            "Transport failures in a row (timeouts, refused connections) after which a registry counts as down."),
+    Setting("REGISTRY_DOWN_COOLDOWN_S", 30.0, float,
+            "While a registry is down its addresses wait this long per attempt instead of each timing out; "
+            "then requests probe it again."),
     Setting("RETRY_AFTER_MAX_S", 600.0, float, "Longest Retry-After pause honoured; longer ones fail the address for a later run."),
     Setting("TELEMETRY_INTERVAL_S", 60.0, float, "How often each host reports its counters to the metrics topic."),
     Setting("HOST_ID", "", str, "Name of this host in telemetry. Empty: the machine's hostname."),

@@ -75,7 +75,7 @@ class CrawlHarness:
         run_key = run_key or f"test-{uuid.uuid4().hex[:10]}"
         settings = Settings({"KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
                              "RETRY_BACKOFF_S": 0.05, "HTTP_TIMEOUT_S": 3.0,
-                             "RATE_LIMITS": FAST_SIMULATOR_LIMITS, **overrides})
+                             "RATE_LIMITS": FAST_SIMULATOR_LIMITS, "REGISTRY_DOWN_COOLDOWN_S": 1.0, **overrides})
         doc, where = load_document(self.bootstrap, settings)
         client = self.redis_server.client()
         tracker = DeliveryTracker(Producer({"bootstrap.servers": self.broker.bootstrap_servers,

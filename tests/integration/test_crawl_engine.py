@@ -138,8 +138,28 @@ def test_a_down_registry_fails_its_addresses_with_a_reason_and_stalls_no_one(uni
     expected_reason = "refused" if mode == "refuse" else "timeout"
     assert outcome.failed_by_reason == {expected_reason: len(lacnic)}
     assert outcome.looked_up + outcome.skipped == len(others)
-    retries = crawler.stats.counters[f"retry/reason/{expected_reason}/lacnic"]
+    counters = crawler.stats.counters
+    retries = counters[f"retry/reason/{expected_reason}/lacnic"] + counters["retry/reason/registry_down/lacnic"]
     assert retries == 3 * len(lacnic)  # every attempt counted, then failed with the reason
+
+
+def test_a_dead_registry_costs_a_few_cooldowns_not_a_timeout_per_attempt(universe, harness_factory):
+    """200 addresses x 3 attempts x 1 s timeout would be 75 s over 8 workers; the breaker makes it seconds."""
+    lacnic = sample_addresses(universe, 200, seed=12, registries={"lacnic"}, allocated=True)
+    assert len(lacnic) == 200
+    with SimulatorThread(universe, profile="fast", faults={"down": {"lacnic": "timeout"}}) as sim:
+        h = harness_factory(str(sim.bootstrap_path))
+        started = time.monotonic()
+        outcome, crawler = h.run(lacnic, run_key=f"dead-{uuid.uuid4().hex[:8]}", MAX_ATTEMPTS=3,
+                                 HTTP_TIMEOUT_S=1.0, REGISTRY_DOWN_AFTER=8, REGISTRY_DOWN_COOLDOWN_S=2.0)
+        elapsed = time.monotonic() - started
+        served = sim.stats()
+    assert outcome.failed == len(lacnic)
+    assert set(outcome.failed_by_reason) <= {"timeout", "registry_down"}
+    assert crawler.stats.counters["breaker/open/lacnic"] >= 1
+    assert elapsed < 30
+    # only a few probes per cooldown reached the dead registry, not one per address and attempt
+    assert served["registries"]["lacnic"]["requests"] < 100
 
 
 def test_a_registry_that_comes_back_is_retried_later_and_succeeds(universe, harness_factory):
