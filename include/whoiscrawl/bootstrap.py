@@ -87,13 +87,14 @@ class Bootstrap:
 
     def hosts(self) -> set[str]:
         """``host:port`` of every service, the default allowlist for redirects."""
-        return {_netloc(s.base_url) for s in self.services}
+        return {netloc(s.base_url) for s in self.services}
 
     def registries(self) -> list[str]:
         return sorted({s.registry for s in self.services})
 
 
-def _netloc(url: str) -> str:
+def netloc(url: str) -> str:
+    """``host:port`` of a URL, with the scheme's default port: how hosts are compared for redirects."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{(parts.hostname or '').lower()}:{port}"

@@ -20,7 +20,10 @@ def master_url(settings: Settings, conn_id: str = "redis_default") -> str:
         from airflow.providers.redis.hooks.redis import RedisHook
 
         conn = RedisHook.get_connection(conn_id)
-        return f"redis://{conn.host or '127.0.0.1'}:{conn.port or 6379}/{int(conn.schema or 0) if str(conn.schema or '0').isdigit() else 0}"
+        # as the provider's hook reads it: the database number lives in the extra, not in the path
+        db = int(conn.extra_dejson.get("db") or 0)
+        auth = f":{conn.password}@" if conn.password else ""
+        return f"redis://{auth}{conn.host or '127.0.0.1'}:{conn.port or 6379}/{db}"
     except Exception:  # no Airflow, or no such connection: the local stack
         return f"redis://{settings.BIND_HOST}:{settings.REDIS_PORT}/0"
 

@@ -96,16 +96,28 @@ def union_size(ranges: Iterable[tuple[int, int]]) -> int:
 
 
 @lru_cache(maxsize=1)
-def iana_special_purpose() -> tuple[tuple[int, int], ...]:
-    """Blocks of IANA's IPv4 special-purpose registry (shipped XML), plus multicast."""
+def special_purpose_records() -> tuple[tuple[int, int, str, bool], ...]:
+    """IANA's IPv4 special-purpose registry (shipped XML): (first, last, name, globally reachable)."""
     text = resources.files("whoiscrawl").joinpath("data/iana/iana-ipv4-special-registry.xml").read_text()
-    blocks: list[tuple[int, int]] = [network_range(MULTICAST)]
-    for cell in re.findall(r"<address>(.*?)</address>", text, flags=re.S):
-        cell = re.sub(r"<xref[^>]*/>", "", cell)
-        for cidr in cell.split(","):
+    records: list[tuple[int, int, str, bool]] = []
+    for record in re.findall(r"<record[^>]*>(.*?)</record>", text, flags=re.S):
+        address = re.search(r"<address>(.*?)</address>", record, flags=re.S)
+        if address is None:
+            continue
+        name = re.search(r"<name>([^<]*)</name>", record)
+        reach = re.search(r"<global>([^<]*)</global>", record)
+        reachable = bool(reach and reach.group(1).strip().lower().startswith("true"))
+        for cidr in re.sub(r"<xref[^>]*/>", "", address.group(1)).split(","):
             if cidr.strip():
-                blocks.append(network_range(cidr))
-    return tuple(blocks)
+                first, last = network_range(cidr)
+                records.append((first, last, name.group(1).strip() if name else "", reachable))
+    return tuple(records)
+
+
+@lru_cache(maxsize=1)
+def iana_special_purpose() -> tuple[tuple[int, int], ...]:
+    """Blocks of IANA's IPv4 special-purpose registry, plus multicast (in a registry of its own)."""
+    return (network_range(MULTICAST), *((first, last) for first, last, _n, _r in special_purpose_records()))
 
 
 @lru_cache(maxsize=1)

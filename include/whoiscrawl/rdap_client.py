@@ -22,7 +22,7 @@ import aiohttp
 import numpy as np
 
 from . import ipspace
-from .bootstrap import Bootstrap, Service
+from .bootstrap import Bootstrap, Service, netloc
 from .records import BadResponse, build_record, rate_limit_notice
 from .registries import registry_for_url
 from .stats import Stats
@@ -88,12 +88,6 @@ def notice_window_s(text: str) -> float | None:
     if not m:
         return None
     return float(m.group(2) or 1) * _UNIT_S[m.group(3).lower()]
-
-
-def netloc(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{(parts.hostname or '').lower()}:{port}"
 
 
 def _normalise_host(entry: str) -> str:

@@ -2,8 +2,8 @@ import email.utils
 import time
 
 from whoiscrawl import ipspace
-from whoiscrawl.bootstrap import Service
-from whoiscrawl.rdap_client import LearnedRoutes, learned_range, netloc, parse_retry_after
+from whoiscrawl.bootstrap import Service, netloc
+from whoiscrawl.rdap_client import LearnedRoutes, learned_range, parse_retry_after
 
 
 def test_retry_after_as_seconds_or_http_date():

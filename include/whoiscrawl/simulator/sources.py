@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
-import re
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from whoiscrawl.bootstrap import default_document
+from whoiscrawl.ipspace import special_purpose_records
 from whoiscrawl.registries import REGISTRIES
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -148,8 +148,8 @@ def registry_of_rdap_url(url: str) -> str | None:
 
 @lru_cache(maxsize=1)
 def read_bootstrap() -> dict:
-    """IANA's RFC 9224 IPv4 bootstrap document, as published."""
-    return json.loads((IANA_DIR / "rdap-bootstrap-ipv4.json").read_text(encoding="utf-8"))
+    """IANA's RFC 9224 IPv4 bootstrap document, as published (the crawl's default routing too)."""
+    return default_document()
 
 
 @lru_cache(maxsize=1)
@@ -172,24 +172,9 @@ def read_slash8() -> IanaSlash8:
     return IanaSlash8(tuple(bootstrap), tuple(status), tuple(designation))
 
 
-@lru_cache(maxsize=1)
 def read_special_purpose() -> tuple[tuple[int, int, str, bool], ...]:
     """IANA special-purpose blocks: (first, last, name, globally reachable)."""
-    text = (IANA_DIR / "iana-ipv4-special-registry.xml").read_text(encoding="utf-8")
-    blocks: list[tuple[int, int, str, bool]] = []
-    for record in re.findall(r"<record[^>]*>(.*?)</record>", text, flags=re.S):
-        address = re.search(r"<address>([^<]*)</address>", record)
-        if address is None:
-            continue
-        name_match = re.search(r"<name>([^<]*)</name>", record)
-        glob = re.search(r"<global>([^<]*)</global>", record)
-        reachable = bool(glob and glob.group(1).strip().lower().startswith("true"))
-        for prefix in address.group(1).split(","):
-            net, length = prefix.strip().split("/")
-            first = _dotted_to_int(net)
-            last = first + (1 << (32 - int(length))) - 1
-            blocks.append((first, last, name_match.group(1).strip() if name_match else "", reachable))
-    return tuple(blocks)
+    return special_purpose_records()
 
 
 @lru_cache(maxsize=1)
