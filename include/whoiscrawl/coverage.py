@@ -10,18 +10,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, Iterable
 
-import numpy as np
-
 from . import ipspace
 from .stats import ANCESTOR_COUNTERS
-
-
-def union_of(ranges: list[tuple[int, int]]) -> int:
-    if not ranges:
-        return 0
-    arr = np.array(ranges, dtype=np.int64)
-    s, e = ipspace.merge_intervals(arr[:, 0], arr[:, 1])
-    return int((e - s + 1).sum())
 
 
 def coverage_report(networks: Iterable[dict[str, Any]], outcomes: Iterable[dict[str, Any]],
@@ -34,7 +24,12 @@ def coverage_report(networks: Iterable[dict[str, Any]], outcomes: Iterable[dict[
         r = (ipspace.to_int(net["start"]), ipspace.to_int(net["end"]))
         per_registry[net["registry"]].append(r)
         all_ranges.append(r)
-    covered = union_of(all_ranges)
+    covered = ipspace.union_size(all_ranges)
+    by_registry = {}
+    for reg, rs in sorted(per_registry.items()):
+        size = ipspace.union_size(rs)
+        by_registry[reg] = {"networks": len(rs), "addresses_covered": size,
+                            "percent_of_non_reserved": round(100.0 * size / total_nr, 4)}
 
     counters: Counter[str] = Counter({name: 0 for name in ANCESTOR_COUNTERS})
     reasons: Counter[str] = Counter()
@@ -59,14 +54,7 @@ def coverage_report(networks: Iterable[dict[str, Any]], outcomes: Iterable[dict[
         "addresses_covered": covered,
         "non_reserved_total": total_nr,
         "coverage_percent": round(100.0 * covered / total_nr, 4),
-        "per_registry": {
-            reg: {
-                "networks": len(rs),
-                "addresses_covered": union_of(rs),
-                "percent_of_non_reserved": round(100.0 * union_of(rs) / total_nr, 4),
-            }
-            for reg, rs in sorted(per_registry.items())
-        },
+        "per_registry": by_registry,
         "counters": {name: int(counters[name]) for name in ANCESTOR_COUNTERS},
         "longest_chunk_s": round(duration, 3),
     }

@@ -36,7 +36,7 @@ from .celery_env import CELERY_QUEUE, DB_NAME, DB_USER, FleetSecrets, api_url, c
 from .netns import FleetNetwork, HostNet, NetworkError, netns_supported
 from .services import MissingDependency
 from .services.kafka_broker import KafkaBrokerError
-from .services.procs import LockBusy, exclusive_lock, log_tail
+from .services.procs import exclusive_lock, log_tail
 from .services.postgres_server import PostgresError, PostgresServer
 from .services.redis_server import RedisServer, RedisServerError
 from .settings import PREFIX, Settings
@@ -280,11 +280,8 @@ class LocalFleet:
     # --- up -----------------------------------------------------------------------------
     @contextmanager
     def _locked(self, wait_s: float = 10) -> Iterator[None]:
-        try:
-            with exclusive_lock(self.root / "run" / "fleet.lock", wait_s, "whoiscrawl fleet up/down"):
-                yield
-        except LockBusy as exc:
-            raise FleetUpError(str(exc)) from None
+        with exclusive_lock(self.root / "run" / "fleet.lock", wait_s, "whoiscrawl fleet up/down", FleetUpError):
+            yield
 
     def up(self, hosts: int, timeout_s: float = 300) -> list[ComponentState]:
         """Start what is missing, in order; what already runs and answers is left alone."""

@@ -34,7 +34,7 @@ from typing import Callable, Iterator, Sequence
 
 from whoiscrawl.services import MissingDependency
 from whoiscrawl.services.kafka_broker import KafkaBroker, KafkaBrokerError, find_java, find_mvn
-from whoiscrawl.services.procs import LockBusy, PidFile, exclusive_lock, log_tail, port_in_use
+from whoiscrawl.services.procs import PidFile, exclusive_lock, log_tail, port_in_use
 from whoiscrawl.services.redis_server import RedisServer, RedisServerError, find_redis_server
 from whoiscrawl.settings import PREFIX, Settings
 
@@ -379,11 +379,8 @@ class Stack:
     @contextmanager
     def _locked(self, wait_s: float = 5) -> Iterator[None]:
         """Only one ``up`` or ``down`` at a time per home."""
-        try:
-            with exclusive_lock(self.home / "run" / "stack.lock", wait_s, "whoiscrawl stack up/down"):
-                yield
-        except LockBusy as exc:
-            raise StackError(str(exc)) from None
+        with exclusive_lock(self.home / "run" / "stack.lock", wait_s, "whoiscrawl stack up/down", StackError):
+            yield
 
     # --- commands -------------------------------------------------------------------------
     def up(self) -> list[ServiceState]:

@@ -24,8 +24,9 @@ class LockBusy(RuntimeError):
 
 
 @contextmanager
-def exclusive_lock(path: Path, wait_s: float, what: str) -> Iterator[None]:
-    """Hold an flock on ``path`` for the block; at most ``wait_s`` of waiting, then LockBusy naming ``what``."""
+def exclusive_lock(path: Path, wait_s: float, what: str,
+                   error: type[Exception] = LockBusy) -> Iterator[None]:
+    """Hold an flock on ``path`` for the block; at most ``wait_s`` of waiting, then ``error`` naming ``what``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         deadline = time.monotonic() + wait_s
@@ -35,7 +36,7 @@ def exclusive_lock(path: Path, wait_s: float, what: str) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockBusy(f"another `{what}` holds {path}") from None
+                    raise error(f"another `{what}` holds {path}") from None
                 time.sleep(0.1)
         try:
             yield
