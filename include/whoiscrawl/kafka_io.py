@@ -1,10 +1,11 @@
-"""Kafka clients for results and telemetry, built from the Airflow connection.
+"""Kafka clients for results and telemetry, configured from the Airflow connection.
 
-The apache-kafka provider's hooks read the connection ``kafka_default`` (its
+The apache-kafka provider's hook reads the connection ``kafka_default`` (its
 extra is the librdkafka config, e.g. ``{"bootstrap.servers": ...}``); the
-subclasses here only add what the crawl needs on top: an idempotent producer
-with ``acks=all`` (an address is done only once its result is acknowledged)
-and a consumer that reads exact offset ranges. Outside Airflow (CLI, bench),
+coordinator publishes that config to Redis, and every crawl process adds what
+the crawl needs on top (``PRODUCER_OVERRIDES``: an idempotent producer with
+``acks=all``, so an address is done only once its result is acknowledged).
+The consumer reads exact offset ranges. Outside Airflow (CLI, bench),
 ``WHOISCRAWL_KAFKA_BOOTSTRAP_SERVERS`` gives the servers directly.
 """
 
@@ -35,11 +36,6 @@ def base_config(settings: Settings | None = None, conn_id: str = "kafka_default"
     from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
 
     return KafkaBaseHook(kafka_config_id=conn_id)._build_config()
-
-
-def make_producer(settings: Settings | None = None, conn_id: str = "kafka_default") -> Producer:
-    config = {**base_config(settings, conn_id), **PRODUCER_OVERRIDES}
-    return Producer(config)
 
 
 def make_consumer(settings: Settings | None = None, conn_id: str = "kafka_default",

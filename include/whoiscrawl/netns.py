@@ -193,6 +193,7 @@ class FleetNetwork:
         return host, True
 
     def routes_of(self, host: HostNet) -> list[dict]:
+        """Every IPv4 route of a host, all tables (`ip -j route`): what the host can reach."""
         return json.loads(_ip("-j", "-n", host.netns, "-4", "route", "show", "table", "all").stdout or "[]")
 
     # --- processes inside a namespace -------------------------------------------------------

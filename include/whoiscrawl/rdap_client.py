@@ -180,7 +180,7 @@ class RdapClient:
         registry = service.registry
         visited = {url}
         redirected = False
-        for hop in range(self.max_redirects + 1):
+        for _hop in range(self.max_redirects + 1):
             if rate_limited:
                 await self.acquire(registry)
             started = time.monotonic()

@@ -21,16 +21,6 @@ REAL_HOSTS: dict[str, str] = {
     "rdap.afrinic.net": "afrinic",
 }
 
-#: Names used by IANA's address-space table ("Designation" column) and in prose.
-IANA_DESIGNATIONS: dict[str, str] = {
-    "ARIN": "arin",
-    "RIPE NCC": "ripencc",
-    "APNIC": "apnic",
-    "LACNIC": "lacnic",
-    "AFRINIC": "afrinic",
-}
-
-
 def registry_for_url(url: str) -> str:
     """Name the registry behind an RDAP base URL.
 

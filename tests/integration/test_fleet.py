@@ -461,3 +461,20 @@ def test_a_single_host_run_agrees(fleet: Fleet, fleet_run: FleetRun, stack_unive
     assert single["addresses_covered"] == pytest.approx(fleet_report["addresses_covered"], rel=0.01)
     print(f"fleet: {fleet_report['distinct_networks']} networks, {fleet_report['coverage_percent']} %; "
           f"single host: {single['distinct_networks']} networks, {single['coverage_percent']} %")
+
+
+def test_hosts_have_no_route_beyond_the_fleet_subnet(fleet: Fleet):
+    """Traffic stays on the machine: no default route, only the bridge's subnet and loopback."""
+    import ipaddress
+
+    subnet = ipaddress.ip_network(fleet.settings.FLEET_SUBNET)
+    loopback = ipaddress.ip_network("127.0.0.0/8")
+    hosts = fleet.local.hosts()
+    assert len(hosts) == HOSTS
+    for host in hosts.values():
+        routes = fleet.local.network.routes_of(host)
+        assert routes, host.netns
+        for route in routes:
+            assert route["dst"] != "default", (host.netns, route)
+            dst = ipaddress.ip_network(route["dst"], strict=False)
+            assert dst.subnet_of(subnet) or dst.subnet_of(loopback), (host.netns, route)
