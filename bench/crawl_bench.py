@@ -35,17 +35,17 @@ import numpy as np
 from confluent_kafka import Producer
 from simulator_bench import start_simulator, stop_simulator
 
-from whoiscrawl import ipspace, seed
-from whoiscrawl.bootstrap import Bootstrap, load_document
-from whoiscrawl.engine import Crawler
-from whoiscrawl.kafka_io import PRODUCER_OVERRIDES, DeliveryTracker
-from whoiscrawl.netindex import KnownNetworkIndex
-from whoiscrawl.ratelimit import RateLimits, RegistryRateLimiter
-from whoiscrawl.records import BadResponse, build_record
-from whoiscrawl.registries import REGISTRIES, registry_for_url
-from whoiscrawl.services import free_port
-from whoiscrawl.services.kafka_broker import KafkaBroker
-from whoiscrawl.services.redis_server import RedisServer
+from whoiscrawl.crawl import ipspace, seed
+from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
+from whoiscrawl.crawl.engine import Crawler
+from whoiscrawl.crawl.kafka_io import PRODUCER_OVERRIDES, DeliveryTracker
+from whoiscrawl.crawl.netindex import KnownNetworkIndex
+from whoiscrawl.crawl.ratelimit import RateLimits, RegistryRateLimiter
+from whoiscrawl.crawl.records import BadResponse, build_record
+from whoiscrawl.crawl.registries import REGISTRIES, registry_for_url
+from whoiscrawl.devtools.services import free_port
+from whoiscrawl.devtools.services.kafka_broker import KafkaBroker
+from whoiscrawl.devtools.services.redis_server import RedisServer
 from whoiscrawl.settings import Settings
 
 NO_LIMITS = ",".join(f"{r}=100000/1" for r in REGISTRIES)

@@ -32,9 +32,9 @@ import netaddr
 import numpy as np
 import redis
 
-from whoiscrawl.netindex import KnownNetworkIndex
-from whoiscrawl.services import free_port
-from whoiscrawl.services.redis_server import RedisServer
+from whoiscrawl.crawl.netindex import KnownNetworkIndex
+from whoiscrawl.devtools.services import free_port
+from whoiscrawl.devtools.services.redis_server import RedisServer
 
 # Prefix lengths of networks as registries hand them out: mostly /24, some larger, a few smaller.
 PREFIXES = np.arange(16, 33)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.settings import Settings
 from whoiscrawl.simulator.server import new_event_loop
 from whoiscrawl.simulator.universe import build_universe

@@ -72,46 +72,46 @@ DEFAULT_ARGS = {
 def ipv4_whois_crawl():
     @task
     def prepare_seed() -> dict:
-        from whoiscrawl import pipeline
+        from whoiscrawl.orchestration import tasks as pipeline
 
         ctx = get_current_context()
         return pipeline.prepare_seed(dict(ctx["params"]), ctx["run_id"])
 
     @setup
     def provision_fleet() -> dict:
-        from whoiscrawl import fleet
+        from whoiscrawl.orchestration import fleet
 
         params = get_current_context()["params"]
         return fleet.provision(params["fleet"], dict(params))
 
     @task
     def configure_cluster(prepared: dict, fleet_info: dict) -> list[dict]:
-        from whoiscrawl import pipeline
+        from whoiscrawl.orchestration import tasks as pipeline
 
         return pipeline.configure_cluster(prepared, fleet_info, dict(get_current_context()["params"]))
 
     @task(max_active_tis_per_dagrun=16, execution_timeout=timedelta(hours=6))
     def crawl_chunk(descriptor: dict) -> dict:
-        from whoiscrawl import pipeline
+        from whoiscrawl.orchestration import tasks as pipeline
 
         return pipeline.crawl_chunk(descriptor, attempt=get_current_context()["ti"].try_number)
 
     @task
     def drain_results(outcomes: list[dict], prepared: dict) -> dict:
-        from whoiscrawl import pipeline
+        from whoiscrawl.orchestration import tasks as pipeline
 
         del outcomes  # only ordering: drain after every chunk's results are acknowledged
         return pipeline.drain_results(prepared, dict(get_current_context()["params"]))
 
     @task
     def coverage_report(drained: dict, outcomes: list[dict], prepared: dict) -> dict:
-        from whoiscrawl import pipeline
+        from whoiscrawl.orchestration import tasks as pipeline
 
         return pipeline.report(drained, list(outcomes), prepared, dict(get_current_context()["params"]))
 
     @teardown
     def teardown_fleet(fleet_info: dict) -> dict:
-        from whoiscrawl import fleet
+        from whoiscrawl.orchestration import fleet
 
         return fleet.teardown(fleet_info)
 

@@ -10,8 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from whoiscrawl.services import MissingDependency, free_port
-from whoiscrawl.services.redis_server import RedisServer, RedisServerError
+from whoiscrawl.devtools.services import MissingDependency, free_port
+from whoiscrawl.devtools.services.redis_server import RedisServer, RedisServerError
 
 
 def start_redis(data_dir: Path, attempts: int = 3, **kwargs) -> RedisServer:

@@ -8,25 +8,25 @@ import sys
 
 
 def _cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
-    from . import stack
+    from whoiscrawl.devtools import stack
 
     return stack.main(rest)
 
 
 def _cmd_fleet(args: argparse.Namespace, rest: list[str]) -> int:
-    from . import localfleet
+    from whoiscrawl.devtools import namespace_fleet as localfleet
 
     return localfleet.main(rest)
 
 
 def _cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
-    from .simulator.cli import main
+    from whoiscrawl.simulator.cli import main
 
     return main(rest)
 
 
 def _cmd_seed(args: argparse.Namespace, rest: list[str]) -> int:
-    from . import seed
+    from whoiscrawl.crawl import seed
 
     summary = seed.prepare_seed(args.out, source=args.source, limit=args.limit, random_seed=args.random_seed)
     print(json.dumps(summary.as_dict(), indent=2))
@@ -36,9 +36,9 @@ def _cmd_seed(args: argparse.Namespace, rest: list[str]) -> int:
 def _cmd_telemetry(args: argparse.Namespace, rest: list[str]) -> int:
     import time
 
-    from .kafka_io import make_consumer, read_all
-    from .settings import Settings
-    from .telemetry import aggregate, format_aggregate
+    from whoiscrawl.crawl.kafka_io import make_consumer, read_all
+    from whoiscrawl.settings import Settings
+    from whoiscrawl.crawl.telemetry import aggregate, format_aggregate
 
     settings = Settings()
     consumer = make_consumer(settings, group_id="whoiscrawl-telemetry")
@@ -56,7 +56,7 @@ def _cmd_telemetry(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _cmd_bootstrap(args: argparse.Namespace, rest: list[str]) -> int:
-    from . import bootstrap
+    from whoiscrawl.crawl import bootstrap
 
     b = bootstrap.refresh(args.source or None)
     print(json.dumps({"source": b.source, "publication": b.publication,
@@ -65,7 +65,7 @@ def _cmd_bootstrap(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _cmd_settings(args: argparse.Namespace, rest: list[str]) -> int:
-    from . import settings
+    from whoiscrawl import settings
 
     if args.readme:
         settings.rewrite_readme_table()
@@ -77,7 +77,7 @@ def _cmd_settings(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
-    from .demo import run_demo
+    from whoiscrawl.devtools.demo import run_demo
 
     return run_demo(limit=args.limit, chunks=args.chunks, random_seed=args.random_seed)
 

@@ -96,7 +96,7 @@ def test_params_have_descriptions_for_the_ui_form(dagbag):
 
 
 def test_fleet_param_offers_every_fleet_kind(dagbag):
-    from whoiscrawl.fleet import FLEET_KINDS
+    from whoiscrawl.orchestration.fleet import FLEET_KINDS
 
     dag = dagbag.dags["ipv4_whois_crawl"]
     assert list(dag.params.get_param("fleet").schema["enum"]) == list(FLEET_KINDS)

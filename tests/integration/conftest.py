@@ -7,8 +7,8 @@ from typing import Iterator
 import pytest
 from crawlkit import CrawlHarness, small_universe
 
-from whoiscrawl.services import MissingDependency, free_port
-from whoiscrawl.services.kafka_broker import KafkaBroker
+from whoiscrawl.devtools.services import MissingDependency, free_port
+from whoiscrawl.devtools.services.kafka_broker import KafkaBroker
 
 
 @pytest.fixture(scope="session")

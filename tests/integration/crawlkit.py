@@ -25,7 +25,7 @@ def small_universe():
 
 
 def read_topic(broker, topic: str) -> list[dict[str, Any]]:
-    from whoiscrawl.kafka_io import make_consumer, read_all
+    from whoiscrawl.crawl.kafka_io import make_consumer, read_all
     from whoiscrawl.settings import Settings
 
     consumer = make_consumer(Settings({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}),
@@ -39,7 +39,7 @@ def read_topic(broker, topic: str) -> list[dict[str, Any]]:
 def sample_addresses(universe, n: int, seed: int = 0, registries: set[str] | None = None,
                      allocated: bool | None = None) -> np.ndarray:
     """Random addresses of the classic seed pattern, optionally only those a given set of registries owns."""
-    from whoiscrawl import seed as seedmod
+    from whoiscrawl.crawl import seed as seedmod
 
     rng = np.random.default_rng(seed)
     pool = seedmod.classic_pattern()
@@ -65,11 +65,11 @@ class CrawlHarness:
     def run(self, addrs: np.ndarray, run_key: str | None = None, **overrides: Any):
         from confluent_kafka import Producer
 
-        from whoiscrawl.bootstrap import Bootstrap, load_document
-        from whoiscrawl.engine import Crawler
-        from whoiscrawl.kafka_io import PRODUCER_OVERRIDES, DeliveryTracker
-        from whoiscrawl.netindex import KnownNetworkIndex
-        from whoiscrawl.ratelimit import RateLimits, RegistryRateLimiter
+        from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
+        from whoiscrawl.crawl.engine import Crawler
+        from whoiscrawl.crawl.kafka_io import PRODUCER_OVERRIDES, DeliveryTracker
+        from whoiscrawl.crawl.netindex import KnownNetworkIndex
+        from whoiscrawl.crawl.ratelimit import RateLimits, RegistryRateLimiter
         from whoiscrawl.settings import Settings
 
         run_key = run_key or f"test-{uuid.uuid4().hex[:10]}"

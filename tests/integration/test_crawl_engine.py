@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from crawlkit import sample_addresses, write_json
 
-from whoiscrawl import ipspace
-from whoiscrawl.engine import ChunkDeliveryError
+from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.engine import ChunkDeliveryError
 from whoiscrawl.simulator.server import SimulatorThread
 
 pytestmark = pytest.mark.integration
@@ -213,12 +213,12 @@ def test_a_broker_that_is_down_fails_the_chunk_and_marks_nothing_done(universe, 
 
     from confluent_kafka import Producer
 
-    from whoiscrawl.bootstrap import Bootstrap, load_document
-    from whoiscrawl.engine import Crawler
-    from whoiscrawl.kafka_io import PRODUCER_OVERRIDES, DeliveryTracker
-    from whoiscrawl.netindex import KnownNetworkIndex
-    from whoiscrawl.ratelimit import RateLimits, RegistryRateLimiter
-    from whoiscrawl.services import free_port
+    from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
+    from whoiscrawl.crawl.engine import Crawler
+    from whoiscrawl.crawl.kafka_io import PRODUCER_OVERRIDES, DeliveryTracker
+    from whoiscrawl.crawl.netindex import KnownNetworkIndex
+    from whoiscrawl.crawl.ratelimit import RateLimits, RegistryRateLimiter
+    from whoiscrawl.devtools.services import free_port
     from whoiscrawl.settings import Settings
 
     addrs = sample_addresses(universe, 20, seed=10, allocated=True)

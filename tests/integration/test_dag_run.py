@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from whoiscrawl import ipspace, seed
-from whoiscrawl.airflow_env import airflow_env, ensure_db, run_airflow
-from whoiscrawl.demo import DEMO_RATE_LIMITS
-from whoiscrawl.services import free_port
+from whoiscrawl.crawl import ipspace, seed
+from whoiscrawl.devtools.airflow_env import airflow_env, ensure_db, run_airflow
+from whoiscrawl.devtools.demo import DEMO_RATE_LIMITS
+from whoiscrawl.devtools.services import free_port
 from whoiscrawl.settings import Settings
 from whoiscrawl.simulator.universe import build_universe
-from whoiscrawl.stack import Stack, connection_env
+from whoiscrawl.devtools.stack import Stack, connection_env
 
 pytestmark = pytest.mark.integration
 

@@ -33,8 +33,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from whoiscrawl import cluster, ipspace
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl import runstate as cluster, ipspace
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.settings import PREFIX, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.fleet, pytest.mark.timeout(3600)]
@@ -51,9 +51,9 @@ KILL_WINDOW_S = 300
 
 
 def _skip_reason() -> str | None:
-    from whoiscrawl.netns import netns_supported
-    from whoiscrawl.services import MissingDependency
-    from whoiscrawl.services.postgres_server import find_pg_bin_dir
+    from whoiscrawl.devtools.netns import netns_supported
+    from whoiscrawl.devtools.services import MissingDependency
+    from whoiscrawl.devtools.services.postgres_server import find_pg_bin_dir
 
     reason = netns_supported()
     if reason:
@@ -70,7 +70,7 @@ def _skip_reason() -> str | None:
 
 def _free_ports(count: int, consecutive: bool = False) -> list[int]:
     """Ports free on every address (the bridge does not exist yet), from a range no default uses."""
-    from whoiscrawl.services.procs import port_in_use
+    from whoiscrawl.devtools.services.procs import port_in_use
 
     rng = random.Random()
     for _ in range(500):
@@ -88,7 +88,7 @@ def _run_cli(args: list[str], env: dict[str, str], log: Path, timeout_s: float) 
     with open(log, "ab") as fh:
         fh.write(f"\n$ whoiscrawl fleet {' '.join(args)}\n".encode())
         fh.flush()
-        return subprocess.run([sys.executable, "-m", "whoiscrawl.localfleet", *args], env=env, stdout=fh,
+        return subprocess.run([sys.executable, "-m", "whoiscrawl.devtools.namespace_fleet", *args], env=env, stdout=fh,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout_s)
 
 
@@ -135,7 +135,7 @@ class Fleet:
     home: Path
     env: dict[str, str]
     settings: Settings
-    local: Any  # whoiscrawl.localfleet.LocalFleet
+    local: Any  # whoiscrawl.devtools.namespace_fleet.LocalFleet
     log: Path
     api: Api | None = None
 
@@ -173,8 +173,8 @@ def fleet() -> Iterator[Fleet]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    from whoiscrawl.localfleet import LocalFleet
-    from whoiscrawl.netns import FleetNetwork
+    from whoiscrawl.devtools.namespace_fleet import LocalFleet
+    from whoiscrawl.devtools.netns import FleetNetwork
 
     # PostgreSQL runs as the postgres user: its folder's parents must be searchable by it (pytest's are not)
     home = Path(tempfile.mkdtemp(prefix="whoiscrawl-fleet-"))
@@ -201,7 +201,7 @@ def fleet() -> Iterator[Fleet]:
         up = _run_cli(["up", "--hosts", str(HOSTS), "--timeout", "600"], env, log, timeout_s=1800)
         assert up.returncode == 0, f"fleet up failed:\n{_tail(log)}"
         print(f"fleet up in {time.monotonic() - started:.0f} s")
-        from whoiscrawl.celery_env import api_url
+        from whoiscrawl.devtools.celery_env import api_url
 
         handle.api = Api(api_url(local.settings, local.coordinator), home / "fleet" / "airflow" / "passwords.json")
         yield handle
@@ -214,7 +214,7 @@ def fleet() -> Iterator[Fleet]:
 
 
 def _telemetry(fleet: Fleet, key: str) -> list[dict]:
-    from whoiscrawl.kafka_io import make_consumer, read_all
+    from whoiscrawl.crawl.kafka_io import make_consumer, read_all
 
     consumer = make_consumer(Settings({"KAFKA_BOOTSTRAP_SERVERS": fleet.kafka}, environ={}),
                              group_id=f"test-{uuid.uuid4().hex[:8]}")
@@ -249,7 +249,7 @@ def _wait_dag(fleet: Fleet, timeout_s: float = 300) -> None:
 @pytest.fixture(scope="module")
 def fleet_run(fleet: Fleet) -> FleetRun:
     """The run with a dead worker, and everything the tests check, read once."""
-    from whoiscrawl.stack import connection_env
+    from whoiscrawl.devtools.stack import connection_env
 
     api = fleet.api
     bootstrap = connection_env(fleet.local.settings)[PREFIX + "SIM_BOOTSTRAP_URL"]
@@ -374,7 +374,7 @@ def test_results_are_the_simulators_most_specific_networks(fleet: Fleet, fleet_r
 
 
 def test_every_host_did_work(fleet: Fleet, fleet_run: FleetRun):
-    from whoiscrawl.telemetry import aggregate
+    from whoiscrawl.crawl.telemetry import aggregate
 
     reports = _telemetry(fleet, fleet_run.key)
     hosts = aggregate(reports)["hosts"]
@@ -430,8 +430,8 @@ def test_a_single_host_run_agrees(fleet: Fleet, fleet_run: FleetRun, stack_unive
     addresses left uncovered (failed lookups) are the same few in number; the
     address space covered agrees within 1 %.
     """
-    from whoiscrawl.airflow_env import airflow_env, ensure_db, run_airflow
-    from whoiscrawl.stack import connection_env
+    from whoiscrawl.devtools.airflow_env import airflow_env, ensure_db, run_airflow
+    from whoiscrawl.devtools.stack import connection_env
 
     single_settings = Settings({"HOME": str(fleet.home / "single")}, environ=fleet.env)
     conn = connection_env(fleet.local.settings)

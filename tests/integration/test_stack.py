@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from whoiscrawl.services import MissingDependency, free_port
-from whoiscrawl.services.kafka_broker import KafkaBroker, KafkaBrokerError
-from whoiscrawl.services.procs import PidFile
+from whoiscrawl.devtools.services import MissingDependency, free_port
+from whoiscrawl.devtools.services.kafka_broker import KafkaBroker, KafkaBrokerError
+from whoiscrawl.devtools.services.procs import PidFile
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +151,7 @@ def test_stop_leaves_no_process(broker: KafkaBroker, tmp_path: Path):
 
 def test_stack_redis_keeps_data_across_down_and_up(tmp_path: Path):
     from whoiscrawl.settings import Settings
-    from whoiscrawl.stack import Stack
+    from whoiscrawl.devtools.stack import Stack
 
     settings = Settings({"HOME": str(tmp_path), "REDIS_PORT": free_port()}, environ={})
     redis_service = Stack(settings, out=lambda line: None).service("redis")
@@ -187,7 +187,7 @@ def _simulator_available() -> bool:
 
 
 def _run_stack(env: dict[str, str], *args: str, timeout_s: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "whoiscrawl.stack", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "whoiscrawl.devtools.stack", *args], env=env,
                           capture_output=True, text=True, timeout=timeout_s)
 
 

@@ -4,8 +4,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from whoiscrawl import ipspace
-from whoiscrawl.bootstrap import Bootstrap, BootstrapError, default_document, load_document, refresh
+from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.bootstrap import Bootstrap, BootstrapError, default_document, load_document, refresh
 from whoiscrawl.settings import Settings
 
 
@@ -82,7 +82,7 @@ def test_url_source_is_fetched_once_then_cached_and_refreshable(tmp_path):
 
 
 def test_refresh_without_a_source_updates_the_default_from_iana(tmp_path, monkeypatch):
-    from whoiscrawl import bootstrap
+    from whoiscrawl.crawl import bootstrap
 
     hits = []
     newer = {"publication": "2026-01-01T00:00:00Z",

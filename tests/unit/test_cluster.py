@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from whoiscrawl import cluster
+from whoiscrawl.crawl import runstate as cluster
 
 
 def test_run_key_is_safe_for_redis_and_kafka():

@@ -1,4 +1,4 @@
-from whoiscrawl import coverage
+from whoiscrawl.results import coverage
 
 
 def net(reg, start, end):

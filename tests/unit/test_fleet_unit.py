@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from whoiscrawl import fleet
-from whoiscrawl.celery_env import CELERY_BROKER_DB, CELERY_QUEUE, FleetSecrets, celery_env
-from whoiscrawl.localfleet import LocalFleet, ManagedProcess
-from whoiscrawl.netns import FleetNetwork, NetworkError
+from whoiscrawl.orchestration import fleet
+from whoiscrawl.devtools.celery_env import CELERY_BROKER_DB, CELERY_QUEUE, FleetSecrets, celery_env
+from whoiscrawl.devtools.namespace_fleet import LocalFleet, ManagedProcess
+from whoiscrawl.devtools.netns import FleetNetwork, NetworkError
 from whoiscrawl.settings import Settings
 
 
@@ -71,7 +71,7 @@ def test_every_process_of_a_fleet_shares_one_configuration(tmp_path: Path):
     assert CELERY_BROKER_DB != 0
     assert coordinator["AIRFLOW__CELERY__BROKER_URL"].endswith(f"/{CELERY_BROKER_DB}")
     assert f":{settings.POSTGRES_PORT}/" in coordinator["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert coordinator["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "whoiscrawl.fleet.host_address"
+    assert coordinator["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "whoiscrawl.orchestration.fleet.host_address"
 
 
 def test_secrets_are_created_once_readable_only_by_their_owner(tmp_path: Path):

@@ -9,9 +9,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis_testing import wait_for_all_replicas
 
-from whoiscrawl.netindex import KnownNetworkIndex, merge_intervals
-from whoiscrawl.services import free_port
-from whoiscrawl.services.redis_server import RedisServer
+from whoiscrawl.crawl.netindex import KnownNetworkIndex, merge_intervals
+from whoiscrawl.devtools.services import free_port
+from whoiscrawl.devtools.services.redis_server import RedisServer
 
 BASE = 0x0A000000  # 10.0.0.0: every random network lands in a 1M-address window, so they nest and overlap
 

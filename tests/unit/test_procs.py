@@ -1,6 +1,6 @@
 import pytest
 
-from whoiscrawl.services.procs import LockBusy, exclusive_lock
+from whoiscrawl.devtools.services.procs import LockBusy, exclusive_lock
 
 
 class Busy(RuntimeError):

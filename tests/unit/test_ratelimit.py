@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from whoiscrawl.ratelimit import RateLimits, RegistryRateLimiter, Window
+from whoiscrawl.crawl.ratelimit import RateLimits, RegistryRateLimiter, Window
 
 T0 = 1_000_000.0  # fake clock origin
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from whoiscrawl import ipspace
-from whoiscrawl.bootstrap import Bootstrap
-from whoiscrawl.rdap_client import Fail, Ok, RdapClient, Retry, Throttle
-from whoiscrawl.stats import Stats
+from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.bootstrap import Bootstrap
+from whoiscrawl.crawl.rdap_client import Fail, Ok, RdapClient, Retry, Throttle
+from whoiscrawl.crawl.stats import Stats
 
 FIXTURE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "rdap" / "apnic"
                       / "1.1.1.1_whoisit-recorded-20240726.json").read_text())

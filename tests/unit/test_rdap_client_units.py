@@ -1,9 +1,9 @@
 import email.utils
 import time
 
-from whoiscrawl import ipspace
-from whoiscrawl.bootstrap import Service, netloc
-from whoiscrawl.rdap_client import LearnedRoutes, learned_range, parse_retry_after
+from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.bootstrap import Service, netloc
+from whoiscrawl.crawl.rdap_client import LearnedRoutes, learned_range, parse_retry_after
 
 
 def test_retry_after_as_seconds_or_http_date():
@@ -55,7 +55,7 @@ def test_learned_routes_find_the_enclosing_learned_range():
 
 
 def test_rate_limit_notice_names_its_window():
-    from whoiscrawl.rdap_client import notice_window_s
+    from whoiscrawl.crawl.rdap_client import notice_window_s
 
     assert notice_window_s("Rate Limit is maxed at 10 queries per 1 minutes.") == 60.0
     assert notice_window_s("maxed at 1000 queries per 1 hour") == 3600.0

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from whoiscrawl import ipspace
-from whoiscrawl.records import BadResponse, build_record, network_bounds, rate_limit_notice
+from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.records import BadResponse, build_record, network_bounds, rate_limit_notice
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rdap"
 

@@ -13,9 +13,9 @@ import pytest
 
 from redis_testing import wait_for_all_replicas
 
-from whoiscrawl.services import MissingDependency, free_port
-from whoiscrawl.services import redis_server as rs
-from whoiscrawl.services.redis_server import RedisServer, RedisServerError, find_redis_server
+from whoiscrawl.devtools.services import MissingDependency, free_port
+from whoiscrawl.devtools.services import redis_server as rs
+from whoiscrawl.devtools.services.redis_server import RedisServer, RedisServerError, find_redis_server
 
 
 def _alive(pid: int) -> bool:
@@ -137,7 +137,7 @@ def test_server_dies_with_a_killed_parent(tmp_path):
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from whoiscrawl.services.redis_server import RedisServer\n"
+        "from whoiscrawl.devtools.services.redis_server import RedisServer\n"
         f"s = RedisServer(Path({str(tmp_path)!r}), {port}, die_with_parent=True).start()\n"
         "print(s.pid, flush=True)\n"
         "time.sleep(60)\n")

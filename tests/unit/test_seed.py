@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from whoiscrawl import ipspace, seed
+from whoiscrawl.crawl import ipspace, seed
 
 
 def test_classic_pattern_is_exactly_the_ancestors_4706768():

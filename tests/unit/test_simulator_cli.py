@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from simulator_helpers import TEST_SCALE, dotted, get, small_universe
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.simulator.cli import build_parser, faults_from_args, main
 from whoiscrawl.simulator.server import SimulatorThread
 from whoiscrawl.simulator.universe import read_truth

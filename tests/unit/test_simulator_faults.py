@@ -9,7 +9,7 @@ import time
 import pytest
 
 from simulator_helpers import dotted, get, post_json, raw_exchange, small_universe
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.simulator.faults import Faults, parse_down
 from whoiscrawl.simulator.policy import PROFILES, RateLimiter, RegistryPolicy, RateLimit
 from whoiscrawl.simulator.server import SimulatorThread

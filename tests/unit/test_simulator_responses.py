@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simulator_helpers import NEWEST_FIXTURE, fixture, shape, small_universe
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.simulator import responses
 from whoiscrawl.simulator.server import parse_ip_query
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simulator_helpers import dotted, get, small_universe
-from whoiscrawl.registries import REGISTRIES, registry_for_url
+from whoiscrawl.crawl.registries import REGISTRIES, registry_for_url
 from whoiscrawl.simulator import sources
 from whoiscrawl.simulator.server import REDIRECT_STATUS, SimulatorThread
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simulator_helpers import TEST_SCALE, dotted, small_universe
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.simulator import layout, sources
 from whoiscrawl.simulator.universe import build_universe, cache_path, read_truth
 

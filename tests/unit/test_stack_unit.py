@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from whoiscrawl import stack as stack_mod
-from whoiscrawl.services import MissingDependency, free_port
-from whoiscrawl.services import kafka_broker as kb
-from whoiscrawl.services.procs import PidFile, word_matches
+from whoiscrawl.devtools import stack as stack_mod
+from whoiscrawl.devtools.services import MissingDependency, free_port
+from whoiscrawl.devtools.services import kafka_broker as kb
+from whoiscrawl.devtools.services.procs import PidFile, word_matches
 from whoiscrawl.settings import Settings
-from whoiscrawl.stack import Stack, StackError, connection_env, env_file_text
+from whoiscrawl.devtools.stack import Stack, StackError, connection_env, env_file_text
 
 
 def _alive(pid: int) -> bool:

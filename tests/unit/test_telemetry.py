@@ -1,5 +1,5 @@
-from whoiscrawl.stats import ANCESTOR_COUNTERS, FAILED, GOT_WHOIS, WITHIN_KNOWN, Stats
-from whoiscrawl.telemetry import aggregate, build_report
+from whoiscrawl.crawl.stats import ANCESTOR_COUNTERS, FAILED, GOT_WHOIS, WITHIN_KNOWN, Stats
+from whoiscrawl.crawl.telemetry import aggregate, build_report
 
 
 def report(host, reporter, ts, got, skipped=0, failed=0):

@@ -12,7 +12,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 
 DOWN_MODES = ("refuse", "timeout")  # not listening / accepts and never answers
 _RATE_FIELDS = ("error_rate", "truncate_rate", "html_rate")

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 
 LIMIT_STYLES = ("429", "notice")   # how an over-limit query is answered
 BLOCK_STYLES = ("403", "drop")     # how a blocked client is answered

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.settings import Settings
 from whoiscrawl.simulator import responses
 from whoiscrawl.simulator.bootstrap import bootstrap_document, write_bootstrap

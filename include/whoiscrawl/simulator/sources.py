@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from whoiscrawl.bootstrap import default_document
-from whoiscrawl.ipspace import special_purpose_records
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.bootstrap import default_document
+from whoiscrawl.crawl.ipspace import special_purpose_records
+from whoiscrawl.crawl.registries import REGISTRIES
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 IANA_DIR = DATA_DIR / "iana"

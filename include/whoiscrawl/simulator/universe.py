@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.simulator import layout, naming, sources
 
 #: Bump when the synthesis changes, so cached universes are rebuilt.

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .settings import PROJECT_ROOT, Settings
+from whoiscrawl.settings import PROJECT_ROOT, Settings
 
 
 def airflow_env(settings: Settings | None = None) -> dict[str, str]:

@@ -17,8 +17,8 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .airflow_env import airflow_env
-from .settings import Settings
+from whoiscrawl.devtools.airflow_env import airflow_env
+from whoiscrawl.settings import Settings
 
 #: Celery queue every worker host consumes (all tasks go there).
 CELERY_QUEUE = "whoiscrawl"
@@ -31,7 +31,7 @@ DB_USER = "whoiscrawl"
 #: only after this, so a slow task is never started twice by Celery itself.
 VISIBILITY_TIMEOUT_S = 7 * 3600
 #: Airflow calls this for a task's hostname: the address the api-server fetches its log from (no DNS).
-HOSTNAME_CALLABLE = "whoiscrawl.fleet.host_address"
+HOSTNAME_CALLABLE = "whoiscrawl.orchestration.fleet.host_address"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from whoiscrawl.services import MissingDependency
+from whoiscrawl.devtools.services import MissingDependency
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
 

@@ -31,16 +31,16 @@ from typing import Callable, Iterator, Sequence
 
 from redis import RedisError
 
-from .airflow_env import airflow_bin
-from .celery_env import CELERY_QUEUE, DB_NAME, DB_USER, FleetSecrets, api_url, celery_env
-from .netns import FleetNetwork, HostNet, NetworkError, netns_supported
-from .services import MissingDependency
-from .services.kafka_broker import KafkaBrokerError
-from .services.procs import exclusive_lock, log_tail
-from .services.postgres_server import PostgresError, PostgresServer
-from .services.redis_server import RedisServer, RedisServerError
-from .settings import PREFIX, Settings
-from .stack import ServiceState as ComponentState, StackError
+from whoiscrawl.devtools.airflow_env import airflow_bin
+from whoiscrawl.devtools.celery_env import CELERY_QUEUE, DB_NAME, DB_USER, FleetSecrets, api_url, celery_env
+from whoiscrawl.devtools.netns import FleetNetwork, HostNet, NetworkError, netns_supported
+from whoiscrawl.devtools.services import MissingDependency
+from whoiscrawl.devtools.services.kafka_broker import KafkaBrokerError
+from whoiscrawl.devtools.services.procs import exclusive_lock, log_tail
+from whoiscrawl.devtools.services.postgres_server import PostgresError, PostgresServer
+from whoiscrawl.devtools.services.redis_server import RedisServer, RedisServerError
+from whoiscrawl.settings import PREFIX, Settings
+from whoiscrawl.devtools.stack import ServiceState as ComponentState, StackError
 
 __all__ = ["LocalFleet", "FleetUpError", "ManagedProcess", "main"]
 
@@ -190,7 +190,7 @@ class LocalFleet:
                 if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_HOME"))}
 
     def coordinator_env(self) -> dict[str, str]:
-        from .stack import connection_env
+        from whoiscrawl.devtools.stack import connection_env
 
         env = self._base_env()
         env.update(celery_env(self.settings, self.coordinator, self.secrets(), self.root / "airflow"))
@@ -216,7 +216,7 @@ class LocalFleet:
 
     # --- pieces ---------------------------------------------------------------------------
     def stack(self):
-        from .stack import Stack
+        from whoiscrawl.devtools.stack import Stack
 
         return Stack(self.settings, out=lambda text: self.say(f"stack: {text}"))
 
@@ -260,7 +260,7 @@ class LocalFleet:
 
     def celery_workers(self, timeout_s: float = 5) -> dict[str, list[str]]:
         """Workers answering a Celery ping (asked in a child process that has the fleet's Airflow config)."""
-        code = ("import json; from whoiscrawl.fleet import celery_workers; "
+        code = ("import json; from whoiscrawl.orchestration.fleet import celery_workers; "
                 f"print('WORKERS=' + json.dumps(celery_workers({float(timeout_s)!r})))")
         try:
             done = subprocess.run([sys.executable, "-c", code], env=self.coordinator_env(), capture_output=True,
@@ -387,7 +387,7 @@ class LocalFleet:
             server = RedisServer(self.host_dir(index) / "redis", self.settings.REPLICA_PORT, bind="127.0.0.1",
                                  replicaof=(self.coordinator, int(self.settings.REDIS_PORT)),
                                  replica_read_only=False)
-            from .services.redis_server import find_redis_server
+            from whoiscrawl.devtools.services.redis_server import find_redis_server
 
             config = server.write_config()
             replica.start([*host.exec_prefix(), find_redis_server(), str(config)], self._base_env(),

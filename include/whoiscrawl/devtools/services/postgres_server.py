@@ -19,8 +19,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from whoiscrawl.services import MissingDependency
-from whoiscrawl.services.procs import log_tail
+from whoiscrawl.devtools.services import MissingDependency
+from whoiscrawl.devtools.services.procs import log_tail
 
 __all__ = ["PostgresServer", "PostgresError", "find_pg_bin_dir", "SERVER_USER"]
 
@@ -148,11 +148,11 @@ class PostgresServer:
             "log_min_messages": "warning",
         }
         (self.data_dir / _CONF_NAME).write_text(
-            "# Written by whoiscrawl.services.postgres_server on every start.\n"
+            "# Written by whoiscrawl.devtools.services.postgres_server on every start.\n"
             + "".join(f"{k} = {v}\n" for k, v in settings.items()), encoding="utf-8")
         # Only our socket (0700 folder) and the fleet's subnet get in; nothing else.
         (self.data_dir / "pg_hba.conf").write_text(
-            "# Written by whoiscrawl.services.postgres_server on every start.\n"
+            "# Written by whoiscrawl.devtools.services.postgres_server on every start.\n"
             "local all all trust\n"
             f"host all all {self.allow_subnet} scram-sha-256\n", encoding="utf-8")
         kwargs = self._user_kwargs()

@@ -56,7 +56,7 @@ from typing import Iterable
 import numpy as np
 import redis
 
-from .ipspace import containing_interval as _lookup, merge_intervals
+from whoiscrawl.crawl.ipspace import containing_interval as _lookup, merge_intervals
 
 __all__ = ["KnownNetworkIndex", "RECORD_BYTES", "merge_intervals"]
 

@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from typing import Any, Iterable
 
-from .kafka_io import DeliveryTracker
-from .stats import ANCESTOR_COUNTERS, Stats
+from whoiscrawl.crawl.kafka_io import DeliveryTracker
+from whoiscrawl.crawl.stats import ANCESTOR_COUNTERS, Stats
 
 
 def host_id(configured: str = "") -> str:

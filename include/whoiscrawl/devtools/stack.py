@@ -1,6 +1,6 @@
 """Start, check and stop the local stack: Redis master, Kafka broker and registry simulator.
 
-``whoiscrawl stack up|status|down|env`` (also ``python -m whoiscrawl.stack``)
+``whoiscrawl stack up|status|down|env`` (also ``python -m whoiscrawl.devtools.stack``)
 gives a developer the services the crawl DAG talks to, on the ports of
 :class:`~whoiscrawl.settings.Settings` and with every file under
 ``Settings().home``. ``up`` also writes ``home/airflow-connections.env``: the
@@ -11,7 +11,7 @@ connection change, not a code change.
 The stack only ever signals processes it started: each has a pidfile
 ``home/run/<service>.pid``, and a pid is acted upon only while
 ``/proc/<pid>/cmdline`` still shows what we launched (see
-:class:`~whoiscrawl.services.procs.PidFile`). A stale pidfile is
+:class:`~whoiscrawl.devtools.services.procs.PidFile`). A stale pidfile is
 removed, never acted upon.
 """
 
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from whoiscrawl.services import MissingDependency
-from whoiscrawl.services.kafka_broker import KafkaBroker, KafkaBrokerError, find_java, find_mvn
-from whoiscrawl.services.procs import PidFile, exclusive_lock, log_tail, port_in_use
-from whoiscrawl.services.redis_server import RedisServer, RedisServerError, find_redis_server
+from whoiscrawl.devtools.services import MissingDependency
+from whoiscrawl.devtools.services.kafka_broker import KafkaBroker, KafkaBrokerError, find_java, find_mvn
+from whoiscrawl.devtools.services.procs import PidFile, exclusive_lock, log_tail, port_in_use
+from whoiscrawl.devtools.services.redis_server import RedisServer, RedisServerError, find_redis_server
 from whoiscrawl.settings import PREFIX, Settings
 
 __all__ = [

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import ipspace
-from .registries import registry_for_url
-from .settings import Settings
+from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.registries import registry_for_url
+from whoiscrawl.settings import Settings
 
 
 #: Where IANA publishes the file; ``whoiscrawl bootstrap refresh`` with no source fetches it.

@@ -21,11 +21,11 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import numpy as np
 
-from . import ipspace
-from .bootstrap import Bootstrap, Service, netloc
-from .records import BadResponse, build_record, rate_limit_notice
-from .registries import registry_for_url
-from .stats import Stats
+from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.bootstrap import Bootstrap, Service, netloc
+from whoiscrawl.crawl.records import BadResponse, build_record, rate_limit_notice
+from whoiscrawl.crawl.registries import registry_for_url
+from whoiscrawl.crawl.stats import Stats
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ipspace
+from whoiscrawl.crawl import ipspace
 
 CLASSIC_SKIPPED_FIRST_OCTETS = (3, 9, 10, 12, 15, 16, 17, 18, 19, 20, 34, 48, 56, 127)
 CLASSIC_COUNT = 4_706_768

@@ -31,7 +31,7 @@ def host_address() -> str:
     Airflow records it as the task's hostname and fetches the task's log from
     it; an address needs no DNS (``WHOISCRAWL_HOST_ADDRESS``), else the hostname.
     """
-    from .settings import Settings
+    from whoiscrawl.settings import Settings
 
     return Settings().HOST_ADDRESS or socket.gethostname()
 

@@ -24,13 +24,13 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from . import ipspace
-from .bootstrap import Bootstrap, Service
-from .kafka_io import DeliveryTracker
-from .rdap_client import Fail, Ok, RdapClient, Retry, Throttle
-from .settings import Settings
-from .stats import AWAITING_REGISTRY, FAILED, FOUND_REGISTRY, GOT_WHOIS, LOOKING_UP, WITHIN_KNOWN, Stats
-from .telemetry import TelemetryReporter
+from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.bootstrap import Bootstrap, Service
+from whoiscrawl.crawl.kafka_io import DeliveryTracker
+from whoiscrawl.crawl.rdap_client import Fail, Ok, RdapClient, Retry, Throttle
+from whoiscrawl.settings import Settings
+from whoiscrawl.crawl.stats import AWAITING_REGISTRY, FAILED, FOUND_REGISTRY, GOT_WHOIS, LOOKING_UP, WITHIN_KNOWN, Stats
+from whoiscrawl.crawl.telemetry import TelemetryReporter
 
 
 class ChunkDeliveryError(RuntimeError):

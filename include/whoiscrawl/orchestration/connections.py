@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis
 
-from .settings import Settings
+from whoiscrawl.settings import Settings
 
 
 def master_url(settings: Settings, conn_id: str = "redis_default") -> str:

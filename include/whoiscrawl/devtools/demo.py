@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import stack
-from .airflow_env import airflow_env, ensure_db, run_airflow
-from .registries import REGISTRIES
-from .settings import Settings
+from whoiscrawl.devtools import stack
+from whoiscrawl.devtools.airflow_env import airflow_env, ensure_db, run_airflow
+from whoiscrawl.crawl.registries import REGISTRIES
+from whoiscrawl.settings import Settings
 
 #: Budgets for the simulator's fast profile: polite to it, quick for a demo.
 DEMO_RATE_LIMITS = ",".join(f"{r}=200/1" for r in REGISTRIES)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, Iterable
 
-from . import ipspace
-from .stats import ANCESTOR_COUNTERS
+from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.stats import ANCESTOR_COUNTERS
 
 
 def coverage_report(networks: Iterable[dict[str, Any]], outcomes: Iterable[dict[str, Any]],

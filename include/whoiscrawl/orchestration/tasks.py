@@ -17,14 +17,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import cluster, seed
-from .bootstrap import get_bootstrap
-from .connections import redis_clients
-from .coverage import coverage_report
-from .engine import Crawler
-from .kafka_io import DeliveryTracker, base_config, end_offsets, make_consumer, read_range, PRODUCER_OVERRIDES
-from .settings import Settings
-from .telemetry import TelemetryReporter, host_id
+from whoiscrawl.crawl import runstate as cluster, seed
+from whoiscrawl.crawl.bootstrap import get_bootstrap
+from whoiscrawl.orchestration.connections import redis_clients
+from whoiscrawl.results.coverage import coverage_report
+from whoiscrawl.crawl.engine import Crawler
+from whoiscrawl.crawl.kafka_io import DeliveryTracker, base_config, end_offsets, make_consumer, read_range, PRODUCER_OVERRIDES
+from whoiscrawl.settings import Settings
+from whoiscrawl.crawl.telemetry import TelemetryReporter, host_id
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     """Crawl one chunk on this host; returns its outcome (every address accounted for)."""
     from confluent_kafka import Producer
 
-    from .netindex import KnownNetworkIndex
-    from .ratelimit import RateLimits, RegistryRateLimiter
+    from whoiscrawl.crawl.netindex import KnownNetworkIndex
+    from whoiscrawl.crawl.ratelimit import RateLimits, RegistryRateLimiter
 
     settings = Settings()
     key, chunk = descriptor["run"], int(descriptor["chunk"])

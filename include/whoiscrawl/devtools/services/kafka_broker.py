@@ -10,7 +10,7 @@ Layout under ``home``: ``kafka/libs`` (jars), ``kafka/data`` (log.dirs),
 ``kafka/server.properties``, ``kafka/log4j2.properties``, ``kafka/cluster.id``,
 ``kafka/broker.log`` and the pidfile ``run/kafka.pid``.
 
-Its pidfile (:class:`whoiscrawl.services.procs.PidFile`) is signalled only while
+Its pidfile (:class:`whoiscrawl.devtools.services.procs.PidFile`) is signalled only while
 ``/proc/<pid>/cmdline`` still shows what we launched.
 """
 
@@ -27,8 +27,8 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from whoiscrawl.services import MissingDependency
-from whoiscrawl.services.procs import PidFile, log_tail, port_in_use
+from whoiscrawl.devtools.services import MissingDependency
+from whoiscrawl.devtools.services.procs import PidFile, log_tail, port_in_use
 from whoiscrawl.settings import PROJECT_ROOT
 
 __all__ = ["KafkaBroker", "KafkaBrokerError", "find_java", "find_mvn", "KAFKA_MAIN", "STORAGE_TOOL_MAIN", "POM_PATH"]
@@ -48,7 +48,7 @@ _COMPLETE_MARKER = ".complete"
 _LOG_ROTATE_BYTES = 50 * 1024 * 1024
 
 LOG4J2_PROPERTIES = """\
-# Written by whoiscrawl.services.kafka_broker: everything to stdout, which goes to broker.log.
+# Written by whoiscrawl.devtools.services.kafka_broker: everything to stdout, which goes to broker.log.
 status = warn
 appender.out.type = Console
 appender.out.name = STDOUT
@@ -231,7 +231,7 @@ class KafkaBroker:
 
     def write_config(self) -> Path:
         self.kafka_dir.mkdir(parents=True, exist_ok=True)
-        lines = ["# Written by whoiscrawl.services.kafka_broker; rewritten on every start."]
+        lines = ["# Written by whoiscrawl.devtools.services.kafka_broker; rewritten on every start."]
         lines += [f"{key}={value}" for key, value in self.properties().items()]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self.log4j_path.write_text(LOG4J2_PROPERTIES, encoding="utf-8")

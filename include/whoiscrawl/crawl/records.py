@@ -14,7 +14,7 @@ from typing import Any
 from ipwhois.net import Net
 from ipwhois.rdap import RDAP, _RDAPEntity
 
-from . import ipspace
+from whoiscrawl.crawl import ipspace
 
 
 class BadResponse(ValueError):

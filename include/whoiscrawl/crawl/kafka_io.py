@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from .settings import Settings
+from whoiscrawl.settings import Settings
 
 PRODUCER_OVERRIDES: dict[str, Any] = {
     "enable.idempotence": True,
