@@ -40,7 +40,9 @@ from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
 from whoiscrawl.crawl.engine import Crawler
 from whoiscrawl.crawl.kafka_io import PRODUCER_OVERRIDES, DeliveryTracker
 from whoiscrawl.crawl.netindex import KnownNetworkIndex
-from whoiscrawl.crawl.ratelimit import RateLimits, RegistryRateLimiter
+from whoiscrawl.crawl.config import RunConfig
+from whoiscrawl.crawl.ratelimit import RegistryRateLimiter
+from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.crawl.records import BadResponse, build_record
 from whoiscrawl.crawl.registries import REGISTRIES, registry_for_url
 from whoiscrawl.devtools.services import free_port
@@ -57,16 +59,16 @@ def sim_requests(stats_url: str) -> int:
 
 
 def run_whoiscrawl(addrs: np.ndarray, bootstrap: str, redis_client, kafka: str, concurrency: int):
-    settings = Settings({"KAFKA_BOOTSTRAP_SERVERS": kafka, "RATE_LIMITS": NO_LIMITS,
-                         "HTTP_CONCURRENCY_PER_REGISTRY": concurrency}, environ={})
-    doc, where = load_document(bootstrap, settings)
+    config = RunConfig(rate_limits=NO_LIMITS, http_concurrency_per_registry=concurrency)
+    doc, where = load_document(bootstrap)
     key = f"bench-{uuid.uuid4().hex[:8]}"
+    stats = StatsCollector()
     crawler = Crawler(bootstrap=Bootstrap(doc, where),
                       index=KnownNetworkIndex(redis_client, redis_client, key=f"whoiscrawl:run:{key}:known",
-                                              sync_interval_s=0.25),
-                      limiter=RegistryRateLimiter(redis_client, "bench", RateLimits.parse(settings.RATE_LIMITS)),
+                                              sync_interval_s=0.25, stats=stats),
+                      limiter=RegistryRateLimiter(redis_client, "bench", config.rate_limit_table(), stats=stats),
                       tracker=DeliveryTracker(Producer({"bootstrap.servers": kafka, **PRODUCER_OVERRIDES})),
-                      settings=settings, run_key=key)
+                      config=config, run_key=key, stats=stats)
     return asyncio.run(crawler.run(addrs))
 
 

@@ -83,7 +83,7 @@ def measure_checks(master: redis.Redis, replica: redis.Redis, key: str, rng: np.
     for addrs in batches_addrs:
         hits += int(reader.contains_many(addrs).sum())  # syncs with the replica, then searches
     elapsed = time.perf_counter() - t0
-    assert reader.stats["index/sync"] == batches + 1 and reader.stats["index/replica_fallback"] == 0
+    assert reader.stats["index/all/sync"] == batches + 1 and reader.stats["index/all/replica_fallback"] == 0
     return {"join_s": join_s, "entries": entries, "checks_per_s": batches * batch_size / elapsed,
             "hit_ratio": hits / (batches * batch_size), "intervals": reader.interval_count()}
 

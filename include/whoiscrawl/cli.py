@@ -1,4 +1,4 @@
-"""The ``whoiscrawl`` command: stack, fleet, simulator, seed, telemetry, bootstrap, settings, demo."""
+"""The ``whoiscrawl`` command: stack, fleet, simulator, seed, telemetry, bootstrap, settings, stats, demo."""
 
 from __future__ import annotations
 
@@ -37,14 +37,15 @@ def _cmd_telemetry(args: argparse.Namespace, rest: list[str]) -> int:
     import time
 
     from whoiscrawl.crawl.kafka_io import make_consumer, read_all
-    from whoiscrawl.settings import Settings
+    from whoiscrawl.crawl.config import RunConfig
     from whoiscrawl.crawl.telemetry import aggregate, format_aggregate
+    from whoiscrawl.settings import Settings
 
     settings = Settings()
     consumer = make_consumer(settings, group_id="whoiscrawl-telemetry")
     try:
         while True:
-            reports = [json.loads(v) for _k, v in read_all(consumer, settings.KAFKA_METRICS_TOPIC)]
+            reports = [json.loads(v) for _k, v in read_all(consumer, RunConfig.from_env().metrics_topic)]
             print(format_aggregate(aggregate(reports)), flush=True)
             if not args.follow:
                 return 0
@@ -72,7 +73,21 @@ def _cmd_settings(args: argparse.Namespace, rest: list[str]) -> int:
     elif args.markdown:
         print(settings.markdown_table())
     else:
-        print(json.dumps(settings.Settings().as_dict(), indent=2, default=str))
+        from whoiscrawl.crawl.config import RunConfig
+
+        print(json.dumps({"crawl": RunConfig.from_env().as_dict(), "service": settings.Settings().as_dict()},
+                         indent=2, default=str))
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace, rest: list[str]) -> int:
+    from whoiscrawl.crawl import stats
+    from whoiscrawl.settings import PROJECT_ROOT
+
+    if args.write:
+        (PROJECT_ROOT / "docs" / "stats.md").write_text(stats.markdown())
+    else:
+        print(stats.markdown(), end="")
     return 0
 
 
@@ -109,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--markdown", action="store_true", help="the README's table")
     st.add_argument("--readme", action="store_true", help="rewrite the README's settings table")
     st.set_defaults(func=_cmd_settings)
+    sm = sub.add_parser("stats", help="every stat the crawl counts (docs/stats.md)")
+    sm.add_argument("--markdown", action="store_true", help="print docs/stats.md (the default)")
+    sm.add_argument("--write", action="store_true", help="rewrite docs/stats.md")
+    sm.set_defaults(func=_cmd_stats)
     d = sub.add_parser("demo", help="run the DAG against the local simulator and print the coverage report")
     d.add_argument("--limit", type=int, default=20000)
     d.add_argument("--chunks", type=int, default=8)

@@ -1,10 +1,12 @@
-"""Every setting of whoiscrawl, in one place, with its unit in its name.
+"""The service settings of one machine: where things live, ports, endpoints, the fleet.
 
 A setting ``FOO_S`` is read from the environment variable ``WHOISCRAWL_FOO_S``
 (the prefix keeps them apart from everything else) and falls back to the
-default below. ``Settings(overrides)`` lets a DAG Param or a test replace any
-of them without touching the environment. The README's settings table is
-generated from this list (``whoiscrawl settings --markdown``).
+default below; ``Settings(overrides)`` lets a test replace any of them without
+touching the environment. Crawl tunables are not here: they belong to a run
+(``whoiscrawl.crawl.config.RunConfig``), are read from the same kind of
+variables by the configure task only, and travel with the run to every host.
+The README's settings tables are generated from both (``whoiscrawl settings --markdown``).
 """
 
 from __future__ import annotations
@@ -39,11 +41,6 @@ DEFINITIONS: tuple[Setting, ...] = (
     # --- where things live -------------------------------------------------
     Setting("HOME", str(PROJECT_ROOT / ".whoiscrawl"), str,
             "Folder for the local stack's data, logs and downloaded jars (ignored by git)."),
-    Setting("BOOTSTRAP", "", str,
-            "RFC 9224 IPv4 bootstrap file (path or http(s) URL). Empty: IANA's file as last fetched by "
-            "`whoiscrawl bootstrap refresh`, else the copy shipped in the package."),
-    Setting("BOOTSTRAP_MAX_AGE_S", 86400, int,
-            "How long a bootstrap file fetched over HTTP is cached before it is fetched again."),
     # --- local stack ports ---------------------------------------------------
     Setting("BIND_HOST", "127.0.0.1", str,
             "Address the local stack's services listen on (the fleet binds its bridge address)."),
@@ -80,32 +77,6 @@ DEFINITIONS: tuple[Setting, ...] = (
             "This host's Redis replica (reads and rate budgets). Empty: same as the master."),
     Setting("KAFKA_BOOTSTRAP_SERVERS", "", str,
             "Kafka bootstrap servers. Empty: the Airflow connection kafka_default, else the local broker."),
-    Setting("KAFKA_RESULTS_TOPIC", "results", str, "Topic for result records, keyed by network handle."),
-    Setting("KAFKA_METRICS_TOPIC", "metrics", str, "Topic for per-host telemetry reports."),
-    # --- crawl ----------------------------------------------------------------
-    Setting("HTTP_TIMEOUT_S", 10.0, float, "Timeout of one RDAP request, connect to last byte."),
-    Setting("HTTP_CONCURRENCY_PER_REGISTRY", 8, int,
-            "Lookups in flight at once per registry per crawl process (registries never wait on each other)."),
-    Setting("USER_AGENT", "whoiscrawl/0.1 (RDAP IPv4 survey)", str, "User-Agent sent with every RDAP request."),
-    Setting("RATE_LIMITS", "", str,
-            "Per-registry request budgets per source host, e.g. 'lacnic=10/60+1000/3600,arin=10/1' "
-            "(count/seconds, '+' joins windows). Registries not named keep the defaults: LACNIC 10 per "
-            "minute and 1,000 per hour (documented), the others 10 per second (the ancestor's)."),
-    Setting("THROTTLE_PAUSE_S", 60.0, float,
-            "Pause of a registry on this host after a 429 without Retry-After, or a rate-limit notice that names no window."),
-    Setting("MAX_THROTTLES", 20, int, "Throttle answers (429, rate-limit notice) one address may meet before it is failed."),
-    Setting("MAX_REDIRECTS", 3, int, "Redirects followed for one lookup (RFC 7480 section 5.2)."),
-    Setting("REDIRECT_ALLOWLIST", "", str,
-            "Extra hosts (comma-separated host or host:port) a redirect may go to, beside those in the bootstrap file."),
-    Setting("MAX_ATTEMPTS", 4, int, "Attempts per address before it is reported failed (timeouts, 5xx, bad bodies)."),
-    Setting("RETRY_BACKOFF_S", 1.0, float, "First retry delay; doubles on each attempt, with jitter."),
-    Setting("REGISTRY_DOWN_AFTER", 10, int,
-            "Transport failures in a row (timeouts, refused connections) after which a registry counts as down."),
-    Setting("REGISTRY_DOWN_COOLDOWN_S", 30.0, float,
-            "While a registry is down its addresses wait this long per attempt instead of each timing out; "
-            "then requests probe it again."),
-    Setting("RETRY_AFTER_MAX_S", 600.0, float, "Longest Retry-After pause honoured; longer ones fail the address for a later run."),
-    Setting("TELEMETRY_INTERVAL_S", 60.0, float, "How often each host reports its counters to the metrics topic."),
     Setting("HOST_ID", "", str, "Name of this host in telemetry. Empty: the machine's hostname."),
 )
 
@@ -153,8 +124,16 @@ class Settings:
 
 
 def markdown_table() -> str:
-    """The README's settings table."""
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    """The README's settings tables: the crawl's (one value per run) and the machine's."""
+    from whoiscrawl.crawl.config import tunables
+
+    rows = ["Crawl settings: resolved once per run by the configure task (environment, then the DAG's",
+            "Params), recorded in `coverage.json`, the same on every host.", "",
+            "| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, default, doc in tunables():
+        rows.append(f"| `{PREFIX}{name.upper()}` | `{default}` | {doc} |")
+    rows += ["", "Service settings: per machine (where things live, ports, endpoints, the fleet).", "",
+             "| variable | default | meaning |", "| --- | --- | --- |"]
     for s in DEFINITIONS:
         default = s.default
         if s.name == "HOME":

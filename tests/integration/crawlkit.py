@@ -69,22 +69,24 @@ class CrawlHarness:
         from whoiscrawl.crawl.engine import Crawler
         from whoiscrawl.crawl.kafka_io import PRODUCER_OVERRIDES, DeliveryTracker
         from whoiscrawl.crawl.netindex import KnownNetworkIndex
-        from whoiscrawl.crawl.ratelimit import RateLimits, RegistryRateLimiter
-        from whoiscrawl.settings import Settings
+        from whoiscrawl.crawl.config import RunConfig
+        from whoiscrawl.crawl.ratelimit import RegistryRateLimiter
+        from whoiscrawl.crawl.stats import StatsCollector
 
         run_key = run_key or f"test-{uuid.uuid4().hex[:10]}"
-        settings = Settings({"KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
-                             "RETRY_BACKOFF_S": 0.05, "HTTP_TIMEOUT_S": 3.0,
-                             "RATE_LIMITS": FAST_SIMULATOR_LIMITS, "REGISTRY_DOWN_COOLDOWN_S": 1.0, **overrides})
-        doc, where = load_document(self.bootstrap, settings)
+        config = RunConfig.from_values({"retry_backoff_s": 0.05, "http_timeout_s": 3.0,
+                                        "rate_limits": FAST_SIMULATOR_LIMITS, "registry_down_cooldown_s": 1.0,
+                                        **overrides})
+        doc, where = load_document(self.bootstrap)
         client = self.redis_server.client()
         tracker = DeliveryTracker(Producer({"bootstrap.servers": self.broker.bootstrap_servers,
                                             **PRODUCER_OVERRIDES}))
+        stats = StatsCollector()
         index = KnownNetworkIndex(client, client, key=f"whoiscrawl:run:{run_key}:known",
-                                  sync_interval_s=0.25)
-        limiter = RegistryRateLimiter(client, f"host-{run_key}", RateLimits.parse(settings.RATE_LIMITS))
+                                  sync_interval_s=0.25, stats=stats)
+        limiter = RegistryRateLimiter(client, f"host-{run_key}", config.rate_limit_table(), stats=stats)
         crawler = Crawler(bootstrap=Bootstrap(doc, where), index=index, limiter=limiter, tracker=tracker,
-                          settings=settings, run_key=run_key)
+                          config=config, run_key=run_key, stats=stats)
         outcome = asyncio.run(crawler.run(np.asarray(addrs, dtype=np.uint32)))
         return outcome, crawler
 

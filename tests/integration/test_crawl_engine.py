@@ -55,7 +55,7 @@ def test_every_address_is_accounted_for_and_results_equal_the_universe(universe,
         assert inside or truth(universe, a) is None, ipspace.to_str(a)
     # no request is spent on routing: requests = lookups (+ redirects), nothing else
     assert served["requests"] <= outcome.looked_up + outcome.failed + served["redirects"] + 5
-    assert crawler.stats.counters["Got WHOIS"] == outcome.looked_up
+    assert crawler.stats.ancestor_view()["Got WHOIS"] == outcome.looked_up
 
 
 def test_realistic_profile_is_never_blocked(universe, harness_factory):
@@ -100,7 +100,7 @@ def test_redirects_are_followed_to_the_owner_and_learned(universe, harness_facto
     records = h.records(key)
     assert outcome.failed == 0, outcome.failed_by_reason
     check_records_against_truth(universe, records)
-    followed = sum(v for k, v in crawler.stats.counters.items() if k.startswith("redirect/followed/"))
+    followed = sum(v for k, v in crawler.stats.values.items() if k.startswith("redirect/") and "/followed/" in k)
     assert followed >= 1
     assert all(r["registry"] == universe.owner(ipspace.to_int(r["query"])) for r in records)
 
@@ -121,7 +121,7 @@ def test_redirect_to_a_host_outside_the_bootstrap_is_refused(universe, harness_f
         outcome, crawler = h.run(addrs, run_key=f"refuse-{uuid.uuid4().hex[:8]}")
         served = sim.stats()
     assert outcome.failed_by_reason == {"redirect_refused": len(addrs)}
-    assert crawler.stats.counters["redirect/refused"] == len(addrs)
+    assert crawler.stats.total(area="redirect", event="refused") == len(addrs)
     # the refused target was never contacted
     assert served["registries"].get(owner, {}).get("requests", 0) == 0
 
@@ -138,8 +138,8 @@ def test_a_down_registry_fails_its_addresses_with_a_reason_and_stalls_no_one(uni
     expected_reason = "refused" if mode == "refuse" else "timeout"
     assert outcome.failed_by_reason == {expected_reason: len(lacnic)}
     assert outcome.looked_up + outcome.skipped == len(others)
-    counters = crawler.stats.counters
-    retries = counters[f"retry/reason/{expected_reason}/lacnic"] + counters["retry/reason/registry_down/lacnic"]
+    counters = crawler.stats
+    retries = counters[f"attempt/lacnic/transient/{expected_reason}"] + counters["attempt/lacnic/transient/registry_down"]
     assert retries == 3 * len(lacnic)  # every attempt counted, then failed with the reason
 
 
@@ -156,7 +156,7 @@ def test_a_dead_registry_costs_a_few_cooldowns_not_a_timeout_per_attempt(univers
         served = sim.stats()
     assert outcome.failed == len(lacnic)
     assert set(outcome.failed_by_reason) <= {"timeout", "registry_down"}
-    assert crawler.stats.counters["breaker/open/lacnic"] >= 1
+    assert crawler.stats["breaker/lacnic/opened"] >= 1
     assert elapsed < 30
     # only a few probes per cooldown reached the dead registry, not one per address and attempt
     assert served["registries"]["lacnic"]["requests"] < 100
@@ -174,7 +174,7 @@ def test_a_registry_that_comes_back_is_retried_later_and_succeeds(universe, harn
         finally:
             timer.cancel()
     assert outcome.failed == 0, outcome.failed_by_reason
-    assert crawler.stats.counters["retry/reason/refused/lacnic"] >= 1
+    assert crawler.stats["attempt/lacnic/transient/refused"] >= 1
 
 
 def test_5xx_storms_html_pages_and_truncated_bodies_are_retried_and_lose_nothing(universe, harness_factory):
@@ -185,9 +185,9 @@ def test_5xx_storms_html_pages_and_truncated_bodies_are_retried_and_lose_nothing
         key = f"faults-{uuid.uuid4().hex[:8]}"
         outcome, crawler = h.run(addrs, run_key=key, MAX_ATTEMPTS=12)
     assert outcome.failed == 0, outcome.failed_by_reason
-    counters = crawler.stats.counters
-    assert sum(v for k, v in counters.items() if k.startswith("retry/reason/http_5")) > 0
-    assert sum(v for k, v in counters.items() if k.startswith("retry/reason/bad_body/html")) > 0
+    counters = crawler.stats
+    assert sum(v for k, v in counters.values.items() if k.startswith("attempt/") and "/transient/http_5" in k) > 0
+    assert sum(v for k, v in counters.values.items() if k.startswith("attempt/") and k.endswith("/transient/bad_body/html")) > 0
     check_records_against_truth(universe, h.records(key))
 
 
@@ -204,7 +204,7 @@ def test_rate_limit_answers_pause_the_registry_on_this_host(universe, harness_fa
     assert served["rate_limited"] >= 1
     assert served["blocks"] == 0
     assert outcome.failed == 0, outcome.failed_by_reason
-    assert crawler.stats.counters["retry/reason/http_429/apnic"] == served["registries"]["apnic"]["rate_limited"]
+    assert crawler.stats["throttle/apnic/received/http_429"] == served["registries"]["apnic"]["rate_limited"]
 
 
 def test_a_broker_that_is_down_fails_the_chunk_and_marks_nothing_done(universe, redis_flush, tmp_path):
@@ -218,8 +218,8 @@ def test_a_broker_that_is_down_fails_the_chunk_and_marks_nothing_done(universe, 
     from whoiscrawl.crawl.kafka_io import PRODUCER_OVERRIDES, DeliveryTracker
     from whoiscrawl.crawl.netindex import KnownNetworkIndex
     from whoiscrawl.crawl.ratelimit import RateLimits, RegistryRateLimiter
+    from whoiscrawl.crawl.config import RunConfig
     from whoiscrawl.devtools.services import free_port
-    from whoiscrawl.settings import Settings
 
     addrs = sample_addresses(universe, 20, seed=10, allocated=True)
     with SimulatorThread(universe, profile="fast") as sim:
@@ -227,13 +227,13 @@ def test_a_broker_that_is_down_fails_the_chunk_and_marks_nothing_done(universe, 
         producer = Producer({"bootstrap.servers": f"127.0.0.1:{free_port()}", **PRODUCER_OVERRIDES,
                              "message.timeout.ms": 2000})
         index = KnownNetworkIndex(client, client, key="whoiscrawl:run:nokafka:known")
-        settings = Settings({"RETRY_BACKOFF_S": 0.05})
-        doc, where = load_document(str(sim.bootstrap_path), settings)
+        config = RunConfig(retry_backoff_s=0.05)
+        doc, where = load_document(str(sim.bootstrap_path))
         crawler = Crawler(bootstrap=Bootstrap(doc, where), index=index,
                           limiter=RegistryRateLimiter(client, "h", RateLimits.parse("")),
-                          tracker=DeliveryTracker(producer), settings=settings, run_key="nokafka")
+                          tracker=DeliveryTracker(producer), config=config, run_key="nokafka")
         with pytest.raises(ChunkDeliveryError, match="retry the chunk"):
             asyncio.run(crawler.run(addrs))
     index.sync()
     assert index.network_count() == 0
-    assert crawler.stats.counters["Got WHOIS"] == 0
+    assert crawler.stats.ancestor_view()["Got WHOIS"] == 0

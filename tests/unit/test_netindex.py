@@ -94,9 +94,9 @@ def test_matches_brute_force_on_nested_and_overlapping_networks(clients):
         for a in addrs[:: 25]:
             assert index.contains(int(a)) == bool(brute_contains(nets, np.array([a]))[0])
             assert index.covering(int(a)) == brute_covering(nets, int(a))
-    assert reader.stats["index/sync_entries"] == len(nets)
+    assert reader.stats["index/all/sync_entries"] == len(nets)
     assert writer.network_count() == len(nets)
-    assert reader.stats["index/replica_fallback"] == 0
+    assert reader.stats["index/all/replica_fallback"] == 0
 
 
 def test_two_processes_see_each_other_through_the_replica(clients, redis_replica):
@@ -112,7 +112,7 @@ def test_two_processes_see_each_other_through_the_replica(clients, redis_replica
     assert a.contains(0x08080A00) and not a.contains(0x08080C00)
     after = replica.info("commandstats")["cmdstat_getrange"]["calls"]
     assert after > before  # reads went to the replica, not the master
-    assert a.stats["index/replica_fallback"] == b.stats["index/replica_fallback"] == 0
+    assert a.stats["index/all/replica_fallback"] == b.stats["index/all/replica_fallback"] == 0
 
 
 def test_own_adds_are_seen_at_once_even_if_the_replica_lags(redis_flush):
@@ -128,7 +128,7 @@ def test_own_adds_are_seen_at_once_even_if_the_replica_lags(redis_flush):
     index.add(300, 400)
     assert not index.contains(150)
     assert index.contains(350)
-    assert index.stats["index/replica_behind"] >= 1
+    assert index.stats["index/all/replica_behind"] >= 1
     master.close()
     stale.close()
 
@@ -145,12 +145,12 @@ def test_replica_down_falls_back_to_master(redis_flush, tmp_path):
         writer.add(1000, 2000)
         wait_for_all_replicas(master)
         assert index.contains(1500)
-        assert index.stats["index/replica_fallback"] == 0
+        assert index.stats["index/all/replica_fallback"] == 0
         replica_server.stop()
         writer.add(5000, 6000)
         assert index.contains(5500)  # read from the master
         assert index.contains(1500) and not index.contains(4999)
-        assert index.stats["index/replica_fallback"] == 3  # counted on every read while it is down
+        assert index.stats["index/all/replica_fallback"] == 3  # counted on every read while it is down
     finally:
         replica_server.stop()
         master.close()
@@ -166,14 +166,14 @@ def test_reset_and_truncation_rebuild(clients):
     a.add(50, 60)
     wait_for_all_replicas(master)
     assert not b.contains(35) and b.contains(55)
-    assert b.stats["index/rebuild/epoch"] == 1
+    assert b.stats["index/all/rebuilt/epoch"] == 1
     assert a.network_count() == 1
     # someone deletes the log without bumping the epoch: the master is authoritative
     solo = KnownNetworkIndex(master)
     assert solo.contains(55)
     master.delete(solo.log_key)
     assert not solo.contains(55)
-    assert solo.stats["index/rebuild/truncated"] == 1
+    assert solo.stats["index/all/rebuilt/truncated"] == 1
 
 
 def test_late_joiner_reads_the_whole_log_in_chunks(clients):

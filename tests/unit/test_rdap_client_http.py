@@ -12,7 +12,8 @@ from aiohttp import web
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.bootstrap import Bootstrap
 from whoiscrawl.crawl.rdap_client import Fail, Ok, RdapClient, Retry, Throttle
-from whoiscrawl.crawl.stats import Stats
+from whoiscrawl.crawl.routing import Router
+from whoiscrawl.crawl.stats import StatsCollector
 
 FIXTURE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "rdap" / "apnic"
                       / "1.1.1.1_whoisit-recorded-20240726.json").read_text())
@@ -38,7 +39,7 @@ async def lookup_against(handler, allowlist: str = "", max_redirects: int = 3):
     doc = {"services": [[["1.0.0.0/8"], [f"http://127.0.0.1:{ports[0]}/apnic/"]],
                         [["3.0.0.0/8"], [f"http://127.0.0.1:{ports[1]}/arin/"]]]}
     bootstrap = Bootstrap(doc)
-    stats = Stats()
+    stats = StatsCollector()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             client = RdapClient(session, bootstrap, stats, _acquire, max_redirects=max_redirects,
@@ -59,7 +60,7 @@ def test_a_redirect_loop_is_detected():
         raise web.HTTPFound(f"{other}ip/1.1.1.1")  # same host: apnic -> arin -> apnic ...
     result, stats, _ = run(handler)
     assert isinstance(result, Fail) and result.reason == "redirect_loop"
-    assert stats.counters["redirect/loop"] == 1
+    assert stats["redirect/apnic/refused/loop"] + stats["redirect/arin/refused/loop"] == 1
 
 
 def test_too_many_redirects_are_refused():
@@ -68,7 +69,7 @@ def test_too_many_redirects_are_refused():
         raise web.HTTPMovedPermanently(f"{request.path}?n={n + 1}")
     result, stats, _ = run(handler, max_redirects=3)
     assert isinstance(result, Fail) and result.reason == "too_many_redirects"
-    assert stats.counters["response/status/301/apnic"] == 4
+    assert stats["response/apnic/status/301"] == 4
 
 
 def test_a_redirect_off_the_bootstrap_hosts_is_refused_unless_allowlisted():
@@ -78,7 +79,7 @@ def test_a_redirect_off_the_bootstrap_hosts_is_refused_unless_allowlisted():
         return web.json_response(FIXTURE)
     result, stats, _ = run(handler)
     assert isinstance(result, Fail) and result.reason == "redirect_refused"
-    assert stats.counters["redirect/refused"] == 1
+    assert stats["redirect/apnic/refused/host"] == 1
     # allowlisted: followed (and the target here refuses connections, a transient failure)
     result, _, _ = run(handler, allowlist="localhost:9")
     assert isinstance(result, Retry) and result.reason == "refused"
@@ -102,8 +103,11 @@ def test_following_a_redirect_to_another_registry_names_the_owner_and_learns_the
     result, stats, ports = run(handler)
     assert isinstance(result, Ok) and result.registry == "arin"
     assert result.record["url"] == f"http://127.0.0.1:{ports[1]}/arin/ip/1.1.1.1"
-    assert stats.counters["redirect/followed/apnic->arin"] == 1
-    assert stats.counters["route/learned/arin"] == 1
+    assert stats["redirect/apnic/followed/arin"] == 1
+    assert result.redirected and result.service.registry == "arin"
+    router = Router(Bootstrap({"services": [[["1.0.0.0/8"], [f"http://127.0.0.1:{ports[0]}/apnic/"]]]}))
+    router.learn(result.record, result.service)  # what the engine does with a redirected answer
+    assert router.route(ADDR).registry == "arin"
 
 
 def test_bad_bodies_and_throttles_are_classified():

@@ -3,7 +3,8 @@ import time
 
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.bootstrap import Service, netloc
-from whoiscrawl.crawl.rdap_client import LearnedRoutes, learned_range, parse_retry_after
+from whoiscrawl.crawl.rdap_client import parse_retry_after
+from whoiscrawl.crawl.routing import LearnedRoutes, learned_range
 
 
 def test_retry_after_as_seconds_or_http_date():

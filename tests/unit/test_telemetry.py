@@ -1,13 +1,13 @@
-from whoiscrawl.crawl.stats import ANCESTOR_COUNTERS, FAILED, GOT_WHOIS, WITHIN_KNOWN, Stats
+from whoiscrawl.crawl.stats import ANCESTOR_COUNTERS, FAILED, GOT_WHOIS, WITHIN_KNOWN, StatsCollector
 from whoiscrawl.crawl.telemetry import aggregate, build_report
 
 
 def report(host, reporter, ts, got, skipped=0, failed=0):
-    s = Stats()
-    s.inc(GOT_WHOIS, got)
-    s.inc(WITHIN_KNOWN, skipped)
-    s.inc(FAILED, failed)
-    s.inc("retry/reason/http_429/lacnic", 2)
+    s = StatsCollector()
+    s.inc("address/ripencc/looked_up", got)
+    s.inc("address/all/skipped/known_network", skipped)
+    s.inc("address/arin/failed/not_found", failed)
+    s.inc("throttle/lacnic/received/http_429", 2)
     s.latency("lacnic", 0.2)
     r = build_report(s, host, reporter)
     r["timestamp"] = ts
@@ -35,19 +35,19 @@ def test_aggregate_takes_the_latest_report_of_each_reporter_and_sums():
 def test_report_carries_the_six_counters_per_registry_figures_and_latency():
     r = report("h", "h:1", 1.0, got=3)
     assert all(name in r for name in ANCESTOR_COUNTERS)
-    assert r["per_registry"]["lacnic"]["retry/reason/http_429"] == 2
+    assert r["per_registry"]["lacnic"]["throttle/received/http_429"] == 2
     assert r["latency"]["lacnic"]["n"] == 1
 
 
 def test_per_registry_counters_whatever_the_registry_position():
-    s = Stats()
-    s.inc("redirect/followed/arin->ripencc", 4)
-    s.inc("ratelimit/wait/lacnic/window", 7)
-    s.inc("ratelimit/pause/lacnic/rate_limit_notice", 1)
-    s.inc("response/status/200/apnic", 9)
-    s.inc("skip/known_network", 3)  # not per registry
+    s = StatsCollector()
+    s.inc("redirect/arin/followed/ripencc", 4)
+    s.inc("ratelimit/lacnic/waited/window", 7)
+    s.inc("ratelimit/lacnic/paused/rate_limit_notice", 1)
+    s.inc("response/apnic/status/200", 9)
+    s.inc("address/all/skipped/known_network", 3)  # not per registry
     per = build_report(s, "h", "h:1")["per_registry"]
-    assert per["arin"] == {"redirect/to/ripencc": 4}
-    assert per["lacnic"] == {"ratelimit/wait/window": 7, "ratelimit/pause/rate_limit_notice": 1}
+    assert per["arin"] == {"redirect/followed/ripencc": 4}
+    assert per["lacnic"] == {"ratelimit/waited/window": 7, "ratelimit/paused/rate_limit_notice": 1}
     assert per["apnic"] == {"response/status/200": 9}
     assert set(per) == {"arin", "lacnic", "apnic"}

@@ -1,10 +1,11 @@
 """RFC 9224 bootstrap: which registry serves an address, with no request per address.
 
 The ancestor sent a HEAD request per address to learn its registry; the
-bootstrap file answers the same question locally. It is loaded once per
-process (cached by source), from a path, from an http(s) URL (cached on disk
-for ``BOOTSTRAP_MAX_AGE_S``), or, by default, from IANA's file shipped in the
-package. Longest prefix match, as the RFC requires.
+bootstrap file answers the same question locally. The configure task loads it
+once per run, from a path, from an http(s) URL (cached on disk for
+``BOOTSTRAP_MAX_AGE_S``), or, by default, from IANA's file shipped in the
+package, and every host routes with that one document. Longest prefix match,
+as the RFC requires.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import time
 import urllib.request
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.registries import registry_for_url
+from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.settings import Settings
 
 
@@ -29,7 +30,7 @@ from whoiscrawl.settings import Settings
 IANA_URL = "https://data.iana.org/rdap/ipv4.json"
 
 
-class BootstrapError(RuntimeError):
+class BootstrapError(WhoiscrawlError):
     """The bootstrap file is missing, unreachable or not an RFC 9224 IPv4 file."""
 
 
@@ -119,10 +120,13 @@ def _cache_path(settings: Settings, url: str) -> Path:
 
 
 def load_document(source: str | None = None, settings: Settings | None = None,
-                  refresh: bool = False) -> tuple[dict[str, Any], str]:
-    """The bootstrap document named by ``source`` (or the BOOTSTRAP setting) and where it came from."""
+                  refresh: bool = False, max_age_s: float = 86400) -> tuple[dict[str, Any], str]:
+    """The bootstrap document named by ``source`` (empty: IANA's) and where it came from.
+
+    ``settings`` gives the folder of the HTTP cache; ``max_age_s`` how long a fetched copy is used.
+    """
     settings = settings or Settings()
-    source = source if source is not None else settings.BOOTSTRAP
+    source = source or ""
     if not source:
         refreshed = _cache_path(settings, IANA_URL)
         if refreshed.exists() and not refresh:  # `bootstrap refresh` fetched a newer IANA file
@@ -132,7 +136,7 @@ def load_document(source: str | None = None, settings: Settings | None = None,
         source = IANA_URL
     if urlsplit(source).scheme in ("http", "https"):
         cache = _cache_path(settings, source)
-        fresh = cache.exists() and time.time() - cache.stat().st_mtime < settings.BOOTSTRAP_MAX_AGE_S
+        fresh = cache.exists() and time.time() - cache.stat().st_mtime < max_age_s
         if fresh and not refresh:
             return json.loads(cache.read_text()), source
         try:
@@ -153,21 +157,8 @@ def load_document(source: str | None = None, settings: Settings | None = None,
         raise BootstrapError(f"cannot read bootstrap file {path}: {exc}") from exc
 
 
-@lru_cache(maxsize=8)
-def _cached(source: str, home: str) -> Bootstrap:
-    doc, where = load_document(source, Settings({"HOME": home}))
-    return Bootstrap(doc, where)
-
-
-def get_bootstrap(source: str | None = None, settings: Settings | None = None) -> Bootstrap:
-    """The process-wide Bootstrap for a source, loaded once."""
-    settings = settings or Settings()
-    return _cached(source if source is not None else settings.BOOTSTRAP, str(settings.home))
-
-
 def refresh(source: str | None = None, settings: Settings | None = None) -> Bootstrap:
     """Fetch the bootstrap file again (for URLs; IANA's when no source is set) and replace the cached copy."""
     settings = settings or Settings()
     doc, where = load_document(source, settings, refresh=True)
-    _cached.cache_clear()
     return Bootstrap(doc, where)

@@ -3,9 +3,14 @@
 Each address ends as exactly one of: skipped (inside a network already
 known), looked up (its result acknowledged by Kafka), or failed (with a
 reason). Registries proceed concurrently, each with its own queue and
-workers, so a slow or down registry never stalls the others; a transient
-failure sends the address to the back of its registry's queue ("retried
-later") until ``MAX_ATTEMPTS`` is spent.
+workers, so a slow or down registry never stalls the others. The engine is
+the loop that applies the components, in this order: index check → routing
+(``routing.Router``) → breaker (``breaker.RegistryBreaker``) → lookup
+(``rdap_client``, which takes a rate-limit slot per request) → the retry
+policy's action (``policy.decide``): deliver, send the address to the back of
+its registry's queue, or fail it; pause the registry and cut its rate on the
+host when the registry asked. Every decision is counted in the one
+``StatsCollector`` the engine shares with the limiter and the index.
 
 A network is added to the known-network index only after Kafka acknowledged
 its record: if the process dies before that, a retried chunk looks the
@@ -15,7 +20,6 @@ address up again instead of skipping it, so nothing is lost.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -25,15 +29,19 @@ import aiohttp
 import numpy as np
 
 from whoiscrawl.crawl import ipspace
-from whoiscrawl.crawl.bootstrap import Bootstrap, Service
+from whoiscrawl.crawl.bootstrap import Bootstrap
+from whoiscrawl.crawl.breaker import TRANSPORT_FAILURES, RegistryBreaker
+from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.kafka_io import DeliveryTracker
-from whoiscrawl.crawl.rdap_client import Fail, Ok, RdapClient, Retry, Throttle
-from whoiscrawl.settings import Settings
-from whoiscrawl.crawl.stats import AWAITING_REGISTRY, FAILED, FOUND_REGISTRY, GOT_WHOIS, LOOKING_UP, WITHIN_KNOWN, Stats
+from whoiscrawl.crawl.policy import Action, Job, RegistryDown, decide
+from whoiscrawl.crawl.rdap_client import Ok, RdapClient, Result, Retry, Throttle
+from whoiscrawl.crawl.routing import Router
+from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.crawl.telemetry import TelemetryReporter
+from whoiscrawl.errors import WhoiscrawlError
 
 
-class ChunkDeliveryError(RuntimeError):
+class ChunkDeliveryError(WhoiscrawlError):
     """Kafka did not acknowledge every result; the chunk must be retried (nothing is counted done)."""
 
 
@@ -47,7 +55,7 @@ class ChunkOutcome:
     failed: int = 0
     failed_by_reason: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, int | float] = field(default_factory=dict)
     duration_s: float = 0.0
     host: str = ""
 
@@ -55,72 +63,53 @@ class ChunkOutcome:
         return dict(self.__dict__)
 
 
-@dataclass
-class _Job:
-    addr: int
-    service: Service
-    attempts: int = 0
-    throttles: int = 0
-    not_before: float = 0.0
-    last_reason: str = ""
-
-
-#: Failures that mean the registry did not answer at all (as opposed to answering badly).
-TRANSPORT_FAILURES = ("timeout", "refused", "connection")
-
-
 class Crawler:
-    """Runs one chunk. ``index`` is a KnownNetworkIndex, ``limiter`` a RegistryRateLimiter."""
+    """Runs one chunk. ``index`` is a KnownNetworkIndex, ``limiter`` a RegistryRateLimiter.
+
+    ``stats`` is the collector the index and the limiter count into as well (one set of figures).
+    """
 
     def __init__(self, *, bootstrap: Bootstrap, index: Any, limiter: Any, tracker: DeliveryTracker,
-                 settings: Settings, run_key: str, chunk: int = 0,
+                 config: RunConfig, run_key: str, chunk: int = 0, stats: StatsCollector | None = None,
                  telemetry: TelemetryReporter | None = None, host: str = "") -> None:
-        self.bootstrap = bootstrap
+        self.router = Router(bootstrap)
         self.index = index
         self.limiter = limiter
         self.tracker = tracker
-        self.settings = settings
+        self.config = config
         self.run_key = run_key
         self.chunk = chunk
         self.telemetry = telemetry
         self.host = host
-        self.stats = Stats()
+        self.stats = stats if stats is not None else StatsCollector()
         self._reasons: Counter[str] = Counter()
-        self._queues: dict[str, deque[_Job]] = {}
+        self._queues: dict[str, deque[Job]] = {}
         self._outstanding: Counter[str] = Counter()
         self._skipped = self._looked_up = self._failed = 0
         self._acked_pending = 0
         # networks found but not yet acknowledged by Kafka: skipped here at once, shared only after the ack
         # (if the ack never comes the whole chunk fails and is retried, so skipping early loses nothing)
         self._unacked: dict[int, tuple[int, int]] = {}
-        # circuit breaker: consecutive transport failures per registry, and until when it counts as down
-        self._transport_failures: Counter[str] = Counter()
-        self._down_until: dict[str, float] = {}
+        self._breakers: dict[str, RegistryBreaker] = {}
 
-    def snapshot(self) -> Stats:
-        """The crawl's counters with the rate limiter's and the index's (each counts its own decisions)."""
-        combined = Stats()
-        combined.merge(self.stats)
-        for extra in (getattr(self.limiter, "stats", None), getattr(self.index, "stats", None)):
-            if extra:
-                combined.counters.update(extra)
-        return combined
+    def _breaker(self, registry: str) -> RegistryBreaker:
+        breaker = self._breakers.get(registry)
+        if breaker is None:
+            breaker = self._breakers[registry] = RegistryBreaker(
+                self.config.registry_down_after, self.config.registry_down_cooldown_s)
+        return breaker
 
     # --- outcomes -----------------------------------------------------------
-    def _skip(self) -> None:
-        self._skipped += 1
-        self.stats.inc(WITHIN_KNOWN)
-        self.stats.inc("skip/known_network")
+    def _skip(self, n: int = 1) -> None:
+        self._skipped += n
+        self.stats.count("address", None, "skipped", "known_network", n=n)
 
     def _fail(self, reason: str, registry: str | None) -> None:
         self._failed += 1
         self._reasons[reason] += 1
-        self.stats.inc(FAILED)
-        self.stats.inc(f"fail/reason/{reason}")
-        if registry:
-            self.stats.inc(f"fail/registry/{registry}")
+        self.stats.count("address", registry, "failed", reason)
 
-    def _deliver(self, job: _Job, ok: Ok) -> None:
+    def _deliver(self, ok: Ok) -> None:
         record = ok.record
         record["run"] = self.run_key
         start, end = ipspace.to_int(record["start"]), ipspace.to_int(record["end"])
@@ -132,23 +121,56 @@ class Crawler:
             self._acked_pending -= 1
             self._unacked.pop(token, None)
             if err is not None:
-                self.stats.inc("kafka/delivery_failed")
+                self.stats.count("kafka", None, "delivery_failed")
                 return  # the chunk fails as a whole in run(); the address is not counted done
             self.index.add(start, end)
             self._looked_up += 1
-            self.stats.inc(GOT_WHOIS)
-            self.stats.inc("lookup/ok")
-            self.stats.inc(f"lookup/ok/{ok.registry}")
+            self.stats.count("address", ok.registry, "looked_up")
 
-        self.tracker.produce(self.settings.KAFKA_RESULTS_TOPIC, record["handle"], record, on_done)
+        self.tracker.produce(self.config.results_topic, record["handle"], record, on_done)
+
+    # --- applying the policy ---------------------------------------------------
+    def _apply(self, job: Job, result: Result | RegistryDown, action: Action) -> bool:
+        """Carry out ``action`` for ``job``; True when the address is finished (delivered or failed)."""
+        registry = action.registry
+        if action.count_attempt:
+            job.attempts += 1
+            reason = "registry_down" if isinstance(result, RegistryDown) else getattr(result, "reason", action.reason)
+            self.stats.count("attempt", registry, "transient", reason)
+        if isinstance(result, Retry):
+            job.last_reason = result.reason
+        if action.kind == "deliver":
+            assert isinstance(result, Ok)
+            self.limiter.on_success(registry)
+            if result.redirected and result.service is not None:
+                self.router.learn(result.record, result.service)
+                self.stats.count("route", registry, "learned")
+            self._deliver(result)
+            return True
+        if isinstance(result, Throttle):
+            job.throttles += 1
+            self.stats.count("throttle", registry, "received", result.reason)
+        if action.slow_down:
+            self.limiter.on_throttled(registry)
+        if action.pause_s is not None:
+            self.limiter.pause(registry, action.pause_s, action.reason)
+        if action.kind == "fail":
+            self._fail(action.reason, registry)
+            return True
+        if action.not_before is not None:
+            job.not_before = action.not_before
+        elif action.delay_s > 0:
+            job.not_before = time.monotonic() + action.delay_s
+        self._queues[job.service.registry].append(job)
+        return False
+
+    def _record_transport(self, result: Result) -> None:
+        """Feed the registry's breaker: a transport failure counts, any answer closes it."""
+        transport = isinstance(result, Retry) and result.reason in TRANSPORT_FAILURES
+        if self._breaker(result.registry).record(transport):
+            self.stats.count("breaker", result.registry, "opened")
 
     # --- workers -------------------------------------------------------------
-    def _backoff(self, attempts: int, hint: float | None) -> float:
-        if hint is not None:
-            return min(hint, self.settings.RETRY_AFTER_MAX_S)
-        base = self.settings.RETRY_BACKOFF_S * (2 ** max(0, attempts - 1))
-        return base * (0.5 + random.random())
-
     async def _worker(self, registry: str, client: RdapClient, wakeup: asyncio.Event) -> None:
         queue = self._queues[registry]
         while True:
@@ -167,66 +189,19 @@ class Crawler:
                 self._skip()
                 self._finish(registry, wakeup)
                 continue
-            down_until = self._down_until.get(job.service.registry, 0.0)
-            if down_until > time.monotonic():
+            breaker = self._breaker(job.service.registry)
+            if breaker.is_open():
                 # the registry is down: this address spends an attempt without a request and waits it out
-                job.attempts += 1
-                self.stats.inc(f"retry/reason/registry_down/{job.service.registry}")
-                if job.attempts >= self.settings.MAX_ATTEMPTS:
-                    self._fail(job.last_reason or "registry_down", job.service.registry)
+                down = RegistryDown(job.service.registry, breaker.down_until)
+                if self._apply(job, down, decide(job, down, self.config)):
                     self._finish(registry, wakeup)
-                else:
-                    job.not_before = down_until
-                    queue.append(job)
                 continue
-            self.stats.inc(LOOKING_UP)
+            self.stats.count("lookup", job.service.registry, "attempt")
             result = await client.lookup(job.addr, job.service)
-            self._track_transport(result)
-            if isinstance(result, Ok):
-                self.limiter.on_success(result.registry)
-                self._deliver(job, result)
-            elif isinstance(result, Throttle):
-                job.throttles += 1
-                self.stats.inc(f"retry/reason/{result.reason}/{result.registry}")
-                self.limiter.on_throttled(result.registry)
-                self.limiter.pause(result.registry, result.pause_s, result.reason)
-                if job.throttles > self.settings.MAX_THROTTLES:
-                    self._fail("throttled", result.registry)
-                else:
-                    queue.append(job)
-                    continue
-            elif isinstance(result, Retry):
-                job.attempts += 1
-                job.last_reason = result.reason
-                self.stats.inc(f"retry/reason/{result.reason}/{result.registry}")
-                if job.attempts >= self.settings.MAX_ATTEMPTS:
-                    self._fail(result.reason, result.registry)
-                else:
-                    job.not_before = time.monotonic() + self._backoff(job.attempts, result.after_s)
-                    queue.append(job)
-                    continue
-            else:
-                assert isinstance(result, Fail)
-                self._fail(result.reason, result.registry)
-            self._finish(registry, wakeup)
-
-    def _track_transport(self, result: object) -> None:
-        """Trip a registry's breaker after REGISTRY_DOWN_AFTER transport failures in a row.
-
-        While it is down its addresses wait REGISTRY_DOWN_COOLDOWN_S instead of each spending a
-        timeout, so a dead registry costs a chunk a few cooldowns, not addresses x attempts x timeout.
-        """
-        registry = getattr(result, "registry", None)
-        if registry is None:
-            return
-        if isinstance(result, Retry) and result.reason in TRANSPORT_FAILURES:
-            self._transport_failures[registry] += 1
-            if self._transport_failures[registry] >= self.settings.REGISTRY_DOWN_AFTER:
-                if self._down_until.get(registry, 0.0) <= time.monotonic():
-                    self.stats.inc(f"breaker/open/{registry}")
-                self._down_until[registry] = time.monotonic() + self.settings.REGISTRY_DOWN_COOLDOWN_S
-        else:
-            self._transport_failures[registry] = 0
+            if result.registry is not None:
+                self._record_transport(result)
+            if self._apply(job, result, decide(job, result, self.config)):
+                self._finish(registry, wakeup)
 
     def _in_unacked(self, addr: int) -> bool:
         return any(start <= addr <= end for start, end in self._unacked.values())
@@ -246,7 +221,7 @@ class Crawler:
                 self.index.sync()
                 last_sync = now
             if self.telemetry and self.telemetry.due():
-                self.telemetry.maybe_report(self.snapshot())
+                self.telemetry.maybe_report(self.stats)
             try:
                 await asyncio.wait_for(stop.wait(), 0.02)
             except asyncio.TimeoutError:
@@ -258,29 +233,27 @@ class Crawler:
         total = len(addrs)
         self.index.sync()
         known = self.index.contains_many(addrs) if total else np.zeros(0, bool)
-        for _ in range(int(known.sum())):
-            self._skip()
+        if known.any():
+            self._skip(int(known.sum()))
         todo = np.asarray(addrs)[~known]
-        self.stats.inc(AWAITING_REGISTRY, len(todo))
+        self.stats.count("address", None, "awaiting_registry", n=len(todo))
 
-        timeout = aiohttp.ClientTimeout(total=self.settings.HTTP_TIMEOUT_S)
-        per_registry = self.settings.HTTP_CONCURRENCY_PER_REGISTRY
+        cfg = self.config
+        timeout = aiohttp.ClientTimeout(total=cfg.http_timeout_s)
+        per_registry = cfg.http_concurrency_per_registry
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=per_registry + 2, ttl_dns_cache=300)
-        headers = {"Accept": "application/rdap+json, application/json",
-                   "User-Agent": self.settings.USER_AGENT}
+        headers = {"Accept": "application/rdap+json, application/json", "User-Agent": cfg.user_agent}
         async with aiohttp.ClientSession(timeout=timeout, connector=connector, headers=headers) as session:
-            client = RdapClient(session, self.bootstrap, self.stats, self.limiter.acquire,
-                                max_redirects=self.settings.MAX_REDIRECTS,
-                                allowlist=self.settings.REDIRECT_ALLOWLIST,
-                                throttle_pause_s=self.settings.THROTTLE_PAUSE_S,
-                                retry_after_max_s=self.settings.RETRY_AFTER_MAX_S)
+            client = RdapClient(session, self.router.bootstrap, self.stats, self.limiter.acquire,
+                                max_redirects=cfg.max_redirects, allowlist=cfg.redirect_allowlist,
+                                throttle_pause_s=cfg.throttle_pause_s, retry_after_max_s=cfg.retry_after_max_s)
             for addr in todo.tolist():
-                service = client.route(addr)
+                service = self.router.route(addr)
                 if service is None:
                     self._fail("no_registry", None)
                     continue
-                self.stats.inc(FOUND_REGISTRY)
-                self._queues.setdefault(service.registry, deque()).append(_Job(addr, service))
+                self.stats.count("address", service.registry, "routed")
+                self._queues.setdefault(service.registry, deque()).append(Job(addr, service))
                 self._outstanding[service.registry] += 1
 
             stop = asyncio.Event()
@@ -298,13 +271,12 @@ class Crawler:
 
         left = await asyncio.get_running_loop().run_in_executor(None, self.tracker.flush, 120.0)
         self.tracker.poll(0)
-        if left or self._acked_pending or self.stats.counters["kafka/delivery_failed"]:
+        refused = self.stats["kafka/all/delivery_failed"]
+        if left or self._acked_pending or refused:
             raise ChunkDeliveryError(
-                f"chunk {self.chunk}: {left} results unacknowledged, "
-                f"{self.stats.counters['kafka/delivery_failed']} refused by Kafka; retry the chunk")
-        final = self.snapshot()
+                f"chunk {self.chunk}: {left} results unacknowledged, {refused} refused by Kafka; retry the chunk")
         if self.telemetry:
-            self.telemetry.maybe_report(final, final=True)
+            self.telemetry.maybe_report(self.stats, final=True)
             self.tracker.flush(30.0)
         accounted = self._skipped + self._looked_up + self._failed
         if accounted != total:
@@ -312,6 +284,6 @@ class Crawler:
         return ChunkOutcome(
             chunk=self.chunk, addresses=total, skipped=self._skipped, looked_up=self._looked_up,
             failed=self._failed, failed_by_reason=dict(sorted(self._reasons.items())),
-            counters=self.stats.ancestor_view(), stats=final.as_dict(),
+            counters=self.stats.ancestor_view(), stats=self.stats.as_dict(),
             duration_s=round(time.monotonic() - started, 3), host=self.host,
         )

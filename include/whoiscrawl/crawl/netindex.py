@@ -49,7 +49,6 @@ An object is not thread-safe: use one per process (or per thread).
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -57,6 +56,7 @@ import numpy as np
 import redis
 
 from whoiscrawl.crawl.ipspace import containing_interval as _lookup, merge_intervals
+from whoiscrawl.crawl.stats import StatsCollector
 
 __all__ = ["KnownNetworkIndex", "RECORD_BYTES", "merge_intervals"]
 
@@ -99,7 +99,8 @@ class KnownNetworkIndex:
 
     def __init__(self, master: redis.Redis, replica: redis.Redis | None = None,
                  key: str = "whoiscrawl:known", *, sync_interval_s: float = 0.0,
-                 replica_retry_s: float = 30.0, read_chunk_records: int = 1 << 20) -> None:
+                 replica_retry_s: float = 30.0, read_chunk_records: int = 1 << 20,
+                 stats: StatsCollector | None = None) -> None:
         self.master = master
         self.replica = replica
         self.key = key
@@ -109,7 +110,7 @@ class KnownNetworkIndex:
         self.sync_interval_s = sync_interval_s
         self.replica_retry_s = replica_retry_s
         self.read_chunk_records = max(1, int(read_chunk_records))
-        self.stats: Counter[str] = Counter()
+        self.stats = stats if stats is not None else StatsCollector()
         self._add_script = master.register_script(_ADD_SCRIPT)
         self._clear_local()
         self._epoch = -1  # not read yet: the first sync rebuilds from the whole log
@@ -140,7 +141,7 @@ class KnownNetworkIndex:
                                    np.concatenate([self._main_e, self._delta_e]).astype(np.int64))
             self._main_s, self._main_e = s.astype(np.uint32), e.astype(np.uint32)
             self._delta_s = self._delta_e = np.empty(0, np.uint32)
-            self.stats["index/compactions"] += 1
+            self.stats.count("index", None, "compactions")
 
     def interval_count(self) -> int:
         """Merged intervals held locally (after folding the levels); for reports."""
@@ -188,7 +189,7 @@ class KnownNetworkIndex:
             self._pending.append(_Pending(int(epoch), int(length) // RECORD_BYTES,
                                           starts[chunk].copy(), ends[chunk].copy()))
         self._apply(starts, ends)  # seen at once by this process, whatever the replica's lag
-        self.stats["index/adds"] += len(arr)
+        self.stats.count("index", None, "adds", n=len(arr))
 
     def reset(self) -> None:
         """Forget every network (a new crawl run): empty the log and bump the epoch."""
@@ -199,7 +200,7 @@ class KnownNetworkIndex:
         self._clear_local()
         self._epoch = int(epoch)
         self._pending = [p for p in self._pending if p.epoch > self._epoch]
-        self.stats["index/reset"] += 1
+        self.stats.count("index", None, "reset")
 
     # --- reads ----------------------------------------------------------------------------
     def _read(self, conn: redis.Redis, first_record: int) -> tuple[int, int, bytes]:
@@ -219,27 +220,27 @@ class KnownNetworkIndex:
                 return (*self._read(self.replica, first_record), False)
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
                 self._replica_down_until = now + self.replica_retry_s
-                self.stats["index/replica_fallback"] += 1
+                self.stats.count("index", None, "replica_fallback")
         elif self.replica is not None:
-            self.stats["index/replica_fallback"] += 1
+            self.stats.count("index", None, "replica_fallback")
         return (*self._read(self.master, first_record), True)
 
     def sync(self) -> int:
         """Apply what the log gained since the last sync; return the records read."""
         self._last_sync = time.monotonic()
-        self.stats["index/sync"] += 1
+        self.stats.count("index", None, "sync")
         total = 0
         while True:
             epoch, length, data, authoritative = self._read_with_fallback(self._pos)
             if epoch != self._epoch:
                 if epoch < self._epoch and not authoritative:
-                    self.stats["index/replica_behind"] += 1
+                    self.stats.count("index", None, "replica_behind")
                     break  # the replica has not seen the reset we already know of
                 self._rebuild(epoch, "initial" if self._epoch < 0 else "epoch")
                 continue
             if length < self._pos:
                 if not authoritative:
-                    self.stats["index/replica_behind"] += 1
+                    self.stats.count("index", None, "replica_behind")
                     break  # our own adds (or the master) are ahead of this replica
                 self._rebuild(epoch, "truncated")
                 continue
@@ -253,12 +254,12 @@ class KnownNetworkIndex:
                 break
         self._pending = [p for p in self._pending
                          if p.epoch > self._epoch or (p.epoch == self._epoch and p.end_pos > self._pos)]
-        self.stats["index/sync_entries"] += total
+        self.stats.count("index", None, "sync_entries", n=total)
         return total
 
     def _rebuild(self, epoch: int, reason: str) -> None:
         """Drop the local copy and start over at ``epoch``; own adds not yet read back survive."""
-        self.stats[f"index/rebuild/{reason}"] += 1
+        self.stats.count("index", None, "rebuilt", reason)
         self._clear_local()
         self._epoch = epoch
         self._pending = [p for p in self._pending if p.epoch >= epoch]
@@ -286,7 +287,7 @@ class KnownNetworkIndex:
             unsorted = np.empty_like(hit)
             unsorted[order] = hit
             hit = unsorted
-        self.stats["index/checks"] += int(a.size)
+        self.stats.count("index", None, "checks", n=int(a.size))
         return hit
 
     def covering(self, addr: int) -> tuple[int, int] | None:

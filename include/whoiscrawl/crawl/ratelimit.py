@@ -40,11 +40,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 import redis
+
+from whoiscrawl.crawl.stats import StatsCollector
 
 __all__ = ["RateLimits", "RegistryRateLimiter", "Window"]
 
@@ -209,7 +210,8 @@ class RegistryRateLimiter:
     def __init__(self, client: redis.Redis, host_id: str, limits: RateLimits | None = None,
                  key_prefix: str = "whoiscrawl:rate", *, clock: Callable[[], float] = time.time,
                  margin_s: float = 0.05, margin_ratio: float = 0.01, decrease: float = 0.5, increase: float = 0.01,
-                 min_factor: float = 0.05, adapt_ttl_s: float = 86400.0) -> None:
+                 min_factor: float = 0.05, adapt_ttl_s: float = 86400.0,
+                 stats: StatsCollector | None = None) -> None:
         if not 0 < decrease < 1 or not 0 < min_factor <= 1 or increase <= 0:
             raise ValueError("need 0 < decrease < 1, 0 < min_factor <= 1 and increase > 0")
         self.client = client
@@ -223,7 +225,7 @@ class RegistryRateLimiter:
         self.increase = increase
         self.min_factor = min_factor
         self.adapt_ttl_s = adapt_ttl_s
-        self.stats: Counter[str] = Counter()
+        self.stats = stats if stats is not None else StatsCollector()
         self._reserve = client.register_script(_RESERVE)
         self._pause = client.register_script(_PAUSE)
         self._throttled = client.register_script(_THROTTLED)
@@ -247,11 +249,10 @@ class RegistryRateLimiter:
         delay_text, cause, _factor = self._reserve(keys=self._keys(registry), args=args)
         delay = max(0.0, float(delay_text))
         cause = cause.decode() if isinstance(cause, bytes) else cause
-        self.stats[f"ratelimit/granted/{registry}"] += 1
+        self.stats.count("ratelimit", registry, "granted")
         if delay > 0:
-            self.stats[f"ratelimit/wait/{registry}"] += 1
-            self.stats[f"ratelimit/wait/{registry}/{cause}"] += 1
-            self.stats[f"ratelimit/wait_s/{registry}"] += delay
+            self.stats.count("ratelimit", registry, "waited", cause)
+            self.stats.count("ratelimit", registry, "waited_s", n=delay)
         return delay
 
     async def acquire(self, registry: str) -> float:
@@ -267,7 +268,7 @@ class RegistryRateLimiter:
             until = await asyncio.to_thread(self.paused_until, registry)
             if until is None or until <= now + delay + 1e-6:
                 break
-            self.stats[f"ratelimit/repaused/{registry}"] += 1
+            self.stats.count("ratelimit", registry, "repaused")
         return time.monotonic() - started
 
     # --- pauses -------------------------------------------------------------------------------
@@ -277,7 +278,7 @@ class RegistryRateLimiter:
         name = _reason(reason)
         _log, _adapt, key = self._keys(registry)
         until = float(self._pause(keys=[key], args=[repr(float(now)), repr(float(seconds)), name]))
-        self.stats[f"ratelimit/pause/{registry}/{name}"] += 1
+        self.stats.count("ratelimit", registry, "paused", name)
         return until
 
     def paused_until(self, registry: str) -> float | None:
@@ -295,9 +296,9 @@ class RegistryRateLimiter:
         factor, cut = self._throttled(keys=[adapt], args=[
             repr(float(now)), repr(self.decrease), repr(self.min_factor), repr(float(holdoff)),
             int(self.adapt_ttl_s * 1000)])
-        self.stats[f"ratelimit/throttled/{registry}"] += 1
+        self.stats.count("ratelimit", registry, "throttled")
         if int(cut):
-            self.stats[f"ratelimit/rate_cut/{registry}"] += 1
+            self.stats.count("ratelimit", registry, "rate_cut")
         return float(factor)
 
     def on_success(self, registry: str) -> float:

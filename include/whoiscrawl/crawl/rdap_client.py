@@ -1,10 +1,11 @@
 """One RDAP lookup: fetch at the right registry, follow safe redirects, classify the answer.
 
 The client never sleeps and never retries by itself: it returns what happened
-(``Ok``, ``Retry``, ``Throttle``, ``Fail``) and the crawl engine decides, so
-that every decision is counted in one place. Components run in this order:
-routing (bootstrap, then learned transfers) → rate limit → fetch → redirect
-(allowlisted hosts only) → classify (throttle, retry, fail) → parse.
+(``Ok``, ``Retry``, ``Throttle``, ``Fail``) and the engine applies the retry
+policy (``policy.decide``), so that every decision is made and counted in one
+place. Per request, in this order: rate-limit slot (``acquire``) → fetch →
+redirect (allowlisted hosts only, a new slot per hop) → classify (throttle,
+retry, fail) → parse. Routing happens before (``routing.Router``).
 """
 
 from __future__ import annotations
@@ -19,21 +20,23 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-import numpy as np
 
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.bootstrap import Bootstrap, Service, netloc
 from whoiscrawl.crawl.records import BadResponse, build_record, rate_limit_notice
 from whoiscrawl.crawl.registries import registry_for_url
-from whoiscrawl.crawl.stats import Stats
+from whoiscrawl.crawl.stats import StatsCollector
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 
 @dataclass
 class Ok:
+    """A network record; ``service`` is where it was found, ``redirected`` whether a redirect led there."""
     record: dict
     registry: str
+    service: Service | None = None
+    redirected: bool = False
 
 
 @dataclass
@@ -97,66 +100,10 @@ def _normalise_host(entry: str) -> str:
     return entry if ":" in entry else f"{entry}:443"
 
 
-def learned_range(record: dict) -> tuple[int, int]:
-    """The widest range a redirect teaches: the parent network when its handle is a range or CIDR
-    (RIPE, APNIC, AFRINIC, LACNIC style; the parent is held by the same registry), else the network.
-    A parent wider than a /8 (RIPE's "0.0.0.0 - 255.255.255.255" for legacy space) teaches nothing."""
-    start, end = ipspace.to_int(record["start"]), ipspace.to_int(record["end"])
-    parent = str(record.get("parent_handle") or "")
-    try:
-        if " - " in parent:
-            a, b = (ipspace.to_int(x) for x in parent.split(" - ", 1))
-        elif "/" in parent:
-            a, b = ipspace.network_range(parent)
-        else:
-            return start, end
-    except ValueError:
-        return start, end
-    if a <= start and end <= b and b - a < (1 << 24):
-        return a, b
-    return start, end
-
-
-class LearnedRoutes:
-    """Ranges learned from redirects (blocks transferred between RIRs), so later addresses go straight to the owner."""
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._services: list[Service] = []
-        self._dirty = False
-        self._s = np.empty(0, np.int64)
-        self._order = np.empty(0, np.int64)
-
-    def learn(self, start: int, end: int, service: Service) -> None:
-        self._starts.append(start)
-        self._ends.append(end)
-        self._services.append(service)
-        self._dirty = True
-
-    def route(self, addr: int) -> Service | None:
-        if not self._starts:
-            return None
-        if self._dirty:
-            self._order = np.argsort(np.array(self._starts, np.int64), kind="stable")
-            self._s = np.array(self._starts, np.int64)[self._order]
-            self._dirty = False
-        i = int(np.searchsorted(self._s, addr, side="right")) - 1
-        # learned ranges are networks; a few may nest, so look back a little
-        for j in range(i, max(-1, i - 8), -1):
-            k = int(self._order[j])
-            if self._starts[k] <= addr <= self._ends[k]:
-                return self._services[k]
-        return None
-
-    def __len__(self) -> int:
-        return len(self._starts)
-
-
 class RdapClient:
     """Performs lookups over one aiohttp session; safe to share between the engine's workers."""
 
-    def __init__(self, session: aiohttp.ClientSession, bootstrap: Bootstrap, stats: Stats,
+    def __init__(self, session: aiohttp.ClientSession, bootstrap: Bootstrap, stats: StatsCollector,
                  acquire: Callable[[str], Awaitable[Any]], *, max_redirects: int = 3,
                  allowlist: str = "", throttle_pause_s: float = 60.0,
                  retry_after_max_s: float = 600.0) -> None:
@@ -168,11 +115,6 @@ class RdapClient:
         self.allowed_hosts = bootstrap.hosts() | {_normalise_host(h) for h in allowlist.split(",") if h.strip()}
         self.throttle_pause_s = throttle_pause_s
         self.retry_after_max_s = retry_after_max_s
-        self.learned = LearnedRoutes()
-
-    def route(self, addr: int) -> Service | None:
-        """Learned transfers first, then the bootstrap file: no request is spent on routing."""
-        return self.learned.route(addr) or self.bootstrap.route(addr)
 
     async def lookup(self, addr: int, service: Service, rate_limited: bool = True) -> Result:
         addr_str = ipspace.to_str(addr)
@@ -190,33 +132,34 @@ class RdapClient:
                     headers = resp.headers
                     raw = await resp.read() if status not in REDIRECT_STATUSES else b""
             except asyncio.TimeoutError:
-                self.stats.inc(f"response/error/timeout/{registry}")
+                self.stats.count("response", registry, "error", "timeout")
                 return Retry("timeout", registry)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 kind = "refused" if isinstance(exc, aiohttp.ClientConnectorError) else "connection"
-                self.stats.inc(f"response/error/{kind}/{registry}")
+                self.stats.count("response", registry, "error", kind)
                 return Retry(kind, registry)
             self.stats.latency(registry, time.monotonic() - started)
-            self.stats.inc(f"response/status/{status}/{registry}")
+            self.stats.count("response", registry, "status", str(status))
 
             if status in REDIRECT_STATUSES:
                 location = headers.get("Location")
                 if not location:
+                    self.stats.count("redirect", registry, "refused", "no_location")
                     return Fail("redirect_without_location", registry)
                 target = urljoin(url, location)
                 if urlsplit(target).scheme not in ("http", "https") or netloc(target) not in self.allowed_hosts:
-                    self.stats.inc("redirect/refused")
+                    self.stats.count("redirect", registry, "refused", "host")
                     return Fail("redirect_refused", registry)
                 if target in visited:
-                    self.stats.inc("redirect/loop")
+                    self.stats.count("redirect", registry, "refused", "loop")
                     return Fail("redirect_loop", registry)
                 visited.add(target)
                 new_registry = registry_for_url(target)
-                self.stats.inc(f"redirect/followed/{registry}->{new_registry}")
+                self.stats.count("redirect", registry, "followed", new_registry)
                 registry, url, redirected = new_registry, target, True
                 continue
             return self._classify(addr, registry, url, status, headers, raw, redirected)
-        self.stats.inc("redirect/too_many")
+        self.stats.count("redirect", registry, "refused", "too_many")
         return Fail("too_many_redirects", registry)
 
     def _classify(self, addr: int, registry: str, url: str, status: int, headers: Any,
@@ -244,9 +187,4 @@ class RdapClient:
             record = build_record(addr, registry, body, url)
         except BadResponse as exc:
             return Retry(f"bad_body/{exc.reason}", registry)
-        if redirected:
-            base = url.rsplit("/ip/", 1)[0] + "/"
-            start, end = learned_range(record)
-            self.learned.learn(start, end, Service(registry, base))
-            self.stats.inc(f"route/learned/{registry}")
-        return Ok(record, registry)
+        return Ok(record, registry, Service(registry, url.rsplit("/ip/", 1)[0] + "/"), redirected)

@@ -16,40 +16,26 @@ from collections import Counter
 from typing import Any, Iterable
 
 from whoiscrawl.crawl.kafka_io import DeliveryTracker
-from whoiscrawl.crawl.stats import ANCESTOR_COUNTERS, Stats
+from whoiscrawl.crawl.stats import ANCESTOR_COUNTERS, StatsCollector, registry_of
 
 
 def host_id(configured: str = "") -> str:
     return configured or socket.gethostname()
 
 
-def _registry_of(name: str) -> tuple[str, str] | None:
-    """(registry, counter) for per-registry counters, whichever place the registry has in the name.
-
-    ``retry/reason/http_429/lacnic``, ``response/status/200/apnic``, ``fail/registry/arin``: last;
-    ``ratelimit/wait/lacnic/window``: third; ``redirect/followed/arin->ripencc``: the source.
-    """
-    parts = name.split("/")
-    if len(parts) < 3:
-        return None
-    if parts[0] == "redirect" and "->" in parts[2]:
-        source, target = parts[2].split("->", 1)
-        return source, f"redirect/to/{target}"
-    if parts[0] == "ratelimit":
-        return parts[2], "/".join(["ratelimit", parts[1], *parts[3:]])
-    if parts[0] in ("retry", "response", "fail", "lookup"):
-        return parts[-1], "/".join(parts[:-1])
-    return None
-
-
-def build_report(stats: Stats, host: str, reporter: str, final: bool = False) -> dict[str, Any]:
-    counters = stats.as_dict()
-    per_registry: dict[str, dict[str, int]] = {}
+def per_registry(counters: dict[str, int | float]) -> dict[str, dict[str, int | float]]:
+    """Stats split by their registry part: ``{"lacnic": {"throttle/received/http_429": 2}}``."""
+    out: dict[str, dict[str, int | float]] = {}
     for name, value in counters.items():
-        split = _registry_of(name)
-        if split:
-            registry, what = split
-            per_registry.setdefault(registry, {})[what] = value
+        registry = registry_of(name)
+        if registry is not None:
+            area, _registry, rest = name.split("/", 2)
+            out.setdefault(registry, {})[f"{area}/{rest}"] = value
+    return out
+
+
+def build_report(stats: StatsCollector, host: str, reporter: str, final: bool = False) -> dict[str, Any]:
+    counters = stats.as_dict()
     return {
         "host": host,
         "reporter": reporter,
@@ -57,7 +43,7 @@ def build_report(stats: Stats, host: str, reporter: str, final: bool = False) ->
         "final": final,
         **stats.ancestor_view(),
         "counters": counters,
-        "per_registry": per_registry,
+        "per_registry": per_registry(counters),
         "latency": stats.latency_percentiles(),
     }
 
@@ -75,7 +61,7 @@ class TelemetryReporter:
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.interval_s
 
-    def maybe_report(self, stats: Stats, final: bool = False) -> bool:
+    def maybe_report(self, stats: StatsCollector, final: bool = False) -> bool:
         now = time.monotonic()
         if not final and not self.due():
             return False

@@ -17,8 +17,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from whoiscrawl.crawl import runstate as cluster, seed
-from whoiscrawl.crawl.bootstrap import get_bootstrap
+from whoiscrawl.crawl import runstate, seed
+from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
+from whoiscrawl.crawl.config import RunConfig
+from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.orchestration.connections import redis_clients
 from whoiscrawl.results.coverage import coverage_report
 from whoiscrawl.crawl.engine import Crawler
@@ -29,14 +31,19 @@ from whoiscrawl.crawl.telemetry import TelemetryReporter, host_id
 log = logging.getLogger(__name__)
 
 
-def _settings(params: dict[str, Any] | None = None) -> Settings:
-    overrides = {}
-    params = params or {}
-    if params.get("bootstrap"):
-        overrides["BOOTSTRAP"] = params["bootstrap"]
-    if params.get("rate_limits"):
-        overrides["RATE_LIMITS"] = params["rate_limits"]
-    return Settings(overrides)
+#: DAG Params that set a crawl tunable of the run config (empty: the coordinator's environment, else the default).
+RUN_CONFIG_PARAMS = ("bootstrap", "rate_limits")
+
+
+def build_run_config(params: dict[str, Any]) -> RunConfig:
+    """The run's crawl tunables: ``WHOISCRAWL_*`` of the coordinator, then the DAG's Params."""
+    return RunConfig.from_env({name: params.get(name) for name in RUN_CONFIG_PARAMS})
+
+
+def read_run(client, key: str, wait_s: float = 120.0) -> tuple[dict[str, Any], dict[str, Any], RunConfig]:
+    """(cluster config, run state, run config) as the configure task wrote them."""
+    cluster_cfg, run_state = runstate.read_config(client, key, wait_s=wait_s)
+    return cluster_cfg, run_state, RunConfig.from_values(run_state["run_config"])
 
 
 def output_dir(params: dict[str, Any], key: str) -> Path:
@@ -49,15 +56,15 @@ def prepare_seed(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 
     Chunks go to Redis at once so that no later task, on whatever host, needs this host's files.
     """
-    key = cluster.run_key(run_id)
+    key = runstate.run_key(run_id)
     out = output_dir(params, key)
     db = out / "seed.sqlite"
     summary = seed.prepare_seed(db, source=params.get("seed") or "classic",
                                 limit=params.get("limit"), random_seed=int(params.get("random_seed", 2018)))
     bounds = seed.chunk_bounds(summary.count, int(params.get("chunks") or 8))
-    master, _ = redis_clients(_settings(params))
+    master, _ = redis_clients(Settings())
     for i, (offset, count) in enumerate(bounds):
-        cluster.write_chunk(master, key, i, seed.read_range(db, offset, count))
+        runstate.write_chunk(master, key, i, seed.read_range(db, offset, count))
     log.info("seed: %d addresses (%d invalid lines, %d reserved, %d duplicates) in %d chunks",
              summary.count, summary.invalid, summary.reserved, summary.duplicates, len(bounds))
     return {"run": key, "output_dir": str(out), "seed": summary.as_dict(),
@@ -65,20 +72,26 @@ def prepare_seed(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 
 
 def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Publish the cluster config and the run's settings to Redis; note where this run's results start."""
-    settings = _settings(params)
+    """Publish the cluster config and the run config to Redis; note where this run's results start.
+
+    The bootstrap document is resolved here, once, and travels with the run: every host routes alike.
+    """
+    settings = Settings()
+    config = build_run_config(params)
     key = prepared["run"]
     master, _ = redis_clients(settings)
     kafka = base_config(settings)
+    document, source = load_document(config.bootstrap, settings, max_age_s=config.bootstrap_max_age_s)
+    Bootstrap(document, source)  # refuse a bad document here, not on every host
     consumer = make_consumer(settings, group_id=f"whoiscrawl-offsets-{key}")
     try:
-        start = end_offsets(consumer, settings.KAFKA_RESULTS_TOPIC)
+        start = end_offsets(consumer, config.results_topic)
     finally:
         consumer.close()
-    cluster.write_config(master, {"kafka": kafka, "results_topic": settings.KAFKA_RESULTS_TOPIC,
-                                  "metrics_topic": settings.KAFKA_METRICS_TOPIC},
-                         key, {"bootstrap": settings.BOOTSTRAP, "rate_limits": settings.RATE_LIMITS,
-                               "results_start": start, "fleet": fleet.get("kind", "local")})
+    runstate.write_config(master, {"kafka": kafka}, key,
+                          {"run_config": config.as_dict(), "bootstrap": {"document": document, "source": source},
+                           "results_start": start, "fleet": fleet.get("kind", "local")})
+    log.info("run config: %s", config.to_json())
     return [{"run": key, "chunk": c["chunk"], "count": c["count"]} for c in prepared["chunks"]]
 
 
@@ -87,26 +100,24 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     from confluent_kafka import Producer
 
     from whoiscrawl.crawl.netindex import KnownNetworkIndex
-    from whoiscrawl.crawl.ratelimit import RateLimits, RegistryRateLimiter
+    from whoiscrawl.crawl.ratelimit import RegistryRateLimiter
 
-    settings = Settings()
+    settings = Settings()  # this host's endpoints; everything about the crawl comes from the run
     key, chunk = descriptor["run"], int(descriptor["chunk"])
     master, replica = redis_clients(settings)
-    cluster_cfg, run_cfg = cluster.read_config(replica, key)
-    settings = _settings({"bootstrap": run_cfg.get("bootstrap"), "rate_limits": run_cfg.get("rate_limits")})
-    addrs = cluster.read_chunk(master, key, chunk)  # the master: a lagging replica may not have it yet
+    cluster_cfg, run_state, config = read_run(replica, key)
+    bootstrap = Bootstrap(run_state["bootstrap"]["document"], run_state["bootstrap"]["source"])
+    addrs = runstate.read_chunk(master, key, chunk)  # the master: a lagging replica may not have it yet
     host = host_id(settings.HOST_ID)
     producer = Producer({**cluster_cfg["kafka"], **PRODUCER_OVERRIDES})
     tracker = DeliveryTracker(producer)
-    telemetry = TelemetryReporter(tracker, cluster_cfg.get("metrics_topic", settings.KAFKA_METRICS_TOPIC),
-                                  host, f"{host}:{os.getpid()}:{key}:{chunk}:{attempt}",
-                                  settings.TELEMETRY_INTERVAL_S)
-    index = KnownNetworkIndex(master, replica, key=cluster.index_key(key),
-                              sync_interval_s=0.25)
-    limiter = RegistryRateLimiter(replica, host, RateLimits.parse(settings.RATE_LIMITS))
-    crawler = Crawler(bootstrap=get_bootstrap(settings.BOOTSTRAP, settings), index=index, limiter=limiter,
-                      tracker=tracker, settings=settings, run_key=key, chunk=chunk, telemetry=telemetry,
-                      host=host)
+    telemetry = TelemetryReporter(tracker, config.metrics_topic, host,
+                                  f"{host}:{os.getpid()}:{key}:{chunk}:{attempt}", config.telemetry_interval_s)
+    stats = StatsCollector()
+    index = KnownNetworkIndex(master, replica, key=runstate.index_key(key), sync_interval_s=0.25, stats=stats)
+    limiter = RegistryRateLimiter(replica, host, config.rate_limit_table(), stats=stats)
+    crawler = Crawler(bootstrap=bootstrap, index=index, limiter=limiter, tracker=tracker, config=config,
+                      run_key=key, chunk=chunk, stats=stats, telemetry=telemetry, host=host)
     outcome = asyncio.run(crawler.run(addrs))
     log.info("chunk %d: %d addresses, %d looked up, %d skipped, %d failed %s in %.1fs", chunk,
              outcome.addresses, outcome.looked_up, outcome.skipped, outcome.failed,
@@ -116,21 +127,21 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
 
 def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Read this run's results from Kafka into ``results.jsonl.gz``, one line per distinct network."""
-    settings = _settings(params)
+    settings = Settings()
     key = prepared["run"]
     master, _ = redis_clients(settings)
-    _cluster_cfg, run_cfg = cluster.read_config(master, key, wait_s=5)
-    start = {int(p): int(o) for p, o in run_cfg["results_start"].items()}
+    _cluster_cfg, run_state, config = read_run(master, key, wait_s=5)
+    start = {int(p): int(o) for p, o in run_state["results_start"].items()}
     consumer = make_consumer(settings, group_id=f"whoiscrawl-drain-{key}")
     out = Path(prepared["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     networks: dict[tuple[str, str], dict[str, Any]] = {}
     messages = duplicates = 0
     try:
-        end = end_offsets(consumer, settings.KAFKA_RESULTS_TOPIC)
+        end = end_offsets(consumer, config.results_topic)
         tmp = out / "results.jsonl.gz.tmp"
         with gzip.open(tmp, "wt", encoding="utf-8") as fh:
-            for _k, value in read_range(consumer, settings.KAFKA_RESULTS_TOPIC, start, end):
+            for _k, value in read_range(consumer, config.results_topic, start, end):
                 record = json.loads(value)
                 if record.get("run") != key:
                     continue
@@ -144,7 +155,7 @@ def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str,
         os.replace(tmp, out / "results.jsonl.gz")
     finally:
         consumer.close()
-    cluster.write_networks(master, key, list(networks.values()))
+    runstate.write_networks(master, key, list(networks.values()))
     log.info("drained %d result messages: %d distinct networks, %d duplicates", messages, len(networks), duplicates)
     return {"results": str(out / "results.jsonl.gz"), "messages": messages,
             "distinct_networks": len(networks), "duplicates": duplicates}
@@ -153,9 +164,11 @@ def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str,
 def report(drained: dict[str, Any], outcomes: list[dict[str, Any]], prepared: dict[str, Any],
            params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The coverage report: written to ``coverage.json`` and returned as the XCom."""
-    master, _ = redis_clients(_settings(params))
-    networks = cluster.read_networks(master, prepared["run"])
+    master, _ = redis_clients(Settings())
+    networks = runstate.read_networks(master, prepared["run"])
+    _cluster_cfg, _run_state, config = read_run(master, prepared["run"], wait_s=5)
     result = coverage_report(networks, outcomes, prepared["seed"]["count"], run=prepared["run"])
+    result["run_config"] = config.as_dict()
     result["result_messages"] = drained["messages"]
     result["seed_invalid_lines"] = prepared["seed"]["invalid"]
     path = Path(prepared["output_dir"]) / "coverage.json"
