@@ -73,7 +73,7 @@ def test_realistic_profile_is_never_blocked(universe, harness_factory):
         elapsed = time.monotonic() - started
         served = sim.stats()
     assert served["blocks"] == 0 and served["blocked"] == 0
-    assert served["rate_limited"] == 0
+    assert served["rate_limited"] == 0, {r: v.get("rate_limited") for r, v in served["registries"].items()}
     assert outcome.failed == 0, outcome.failed_by_reason
     assert outcome.skipped + outcome.looked_up == len(addrs)
     lacnic_requests = served["registries"]["lacnic"]["requests"]
