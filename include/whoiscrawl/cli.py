@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from whoiscrawl.errors import WhoiscrawlError
+
 
 def _cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
     from whoiscrawl.devtools import stack
@@ -123,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command not in ("stack", "simulate", "fleet") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return int(args.func(args, rest) or 0)
+    try:
+        return int(args.func(args, rest) or 0)
+    except WhoiscrawlError as exc:
+        print(f"whoiscrawl {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.registries import registry_for_url
+from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.settings import Settings
 
 
@@ -29,7 +30,7 @@ from whoiscrawl.settings import Settings
 IANA_URL = "https://data.iana.org/rdap/ipv4.json"
 
 
-class BootstrapError(RuntimeError):
+class BootstrapError(WhoiscrawlError):
     """The bootstrap file is missing, unreachable or not an RFC 9224 IPv4 file."""
 
 

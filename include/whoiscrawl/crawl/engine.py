@@ -31,9 +31,10 @@ from whoiscrawl.crawl.rdap_client import Fail, Ok, RdapClient, Retry, Throttle
 from whoiscrawl.settings import Settings
 from whoiscrawl.crawl.stats import AWAITING_REGISTRY, FAILED, FOUND_REGISTRY, GOT_WHOIS, LOOKING_UP, WITHIN_KNOWN, Stats
 from whoiscrawl.crawl.telemetry import TelemetryReporter
+from whoiscrawl.errors import WhoiscrawlError
 
 
-class ChunkDeliveryError(RuntimeError):
+class ChunkDeliveryError(WhoiscrawlError):
     """Kafka did not acknowledge every result; the chunk must be retried (nothing is counted done)."""
 
 

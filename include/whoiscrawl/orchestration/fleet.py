@@ -15,14 +15,16 @@ import socket
 import time
 from typing import Any
 
+from whoiscrawl.errors import WhoiscrawlError
+
 FLEET_KINDS = ("local", "celery")
 #: How long ``provision("celery")`` waits for a worker to answer (workers may still be starting).
 CELERY_WAIT_S = 60.0
 CELERY_PING_TIMEOUT_S = 5.0
 
 
-class FleetError(RuntimeError):
-    pass
+class FleetError(WhoiscrawlError):
+    """The fleet could not be brought up or released; the message says what to do."""
 
 
 def host_address() -> str:
