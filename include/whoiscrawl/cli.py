@@ -39,11 +39,12 @@ def _cmd_telemetry(args: argparse.Namespace, rest: list[str]) -> int:
     import time
 
     from whoiscrawl.crawl.kafka_io import make_consumer, read_all
-    from whoiscrawl.settings import Settings
     from whoiscrawl.crawl.telemetry import aggregate, format_aggregate
+    from whoiscrawl.orchestration.connections import kafka_config
+    from whoiscrawl.settings import Settings
 
     settings = Settings()
-    consumer = make_consumer(settings, group_id="whoiscrawl-telemetry")
+    consumer = make_consumer(kafka_config(settings, local_fallback=True), group_id="whoiscrawl-telemetry")
     try:
         while True:
             reports = [json.loads(v) for _k, v in read_all(consumer, settings.KAFKA_METRICS_TOPIC)]

@@ -216,8 +216,7 @@ def fleet() -> Iterator[Fleet]:
 def _telemetry(fleet: Fleet, key: str) -> list[dict]:
     from whoiscrawl.crawl.kafka_io import make_consumer, read_all
 
-    consumer = make_consumer(Settings({"KAFKA_BOOTSTRAP_SERVERS": fleet.kafka}, environ={}),
-                             group_id=f"test-{uuid.uuid4().hex[:8]}")
+    consumer = make_consumer({"bootstrap.servers": fleet.kafka}, group_id=f"test-{uuid.uuid4().hex[:8]}")
     try:
         reports = [json.loads(v) for _k, v in read_all(consumer, fleet.settings.KAFKA_METRICS_TOPIC)]
     finally:

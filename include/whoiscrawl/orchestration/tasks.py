@@ -19,10 +19,10 @@ from typing import Any
 
 from whoiscrawl.crawl import runstate as cluster, seed
 from whoiscrawl.crawl.bootstrap import get_bootstrap
-from whoiscrawl.orchestration.connections import redis_clients
+from whoiscrawl.orchestration.connections import kafka_config, redis_clients
 from whoiscrawl.results.coverage import coverage_report
 from whoiscrawl.crawl.engine import Crawler
-from whoiscrawl.crawl.kafka_io import DeliveryTracker, base_config, end_offsets, make_consumer, read_range, PRODUCER_OVERRIDES
+from whoiscrawl.crawl.kafka_io import DeliveryTracker, end_offsets, make_consumer, read_range, PRODUCER_OVERRIDES
 from whoiscrawl.settings import Settings
 from whoiscrawl.crawl.telemetry import TelemetryReporter, host_id
 
@@ -69,8 +69,8 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
     settings = _settings(params)
     key = prepared["run"]
     master, _ = redis_clients(settings)
-    kafka = base_config(settings)
-    consumer = make_consumer(settings, group_id=f"whoiscrawl-offsets-{key}")
+    kafka = kafka_config(settings)
+    consumer = make_consumer(kafka, group_id=f"whoiscrawl-offsets-{key}")
     try:
         start = end_offsets(consumer, settings.KAFKA_RESULTS_TOPIC)
     finally:
@@ -121,7 +121,7 @@ def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str,
     master, _ = redis_clients(settings)
     _cluster_cfg, run_cfg = cluster.read_config(master, key, wait_s=5)
     start = {int(p): int(o) for p, o in run_cfg["results_start"].items()}
-    consumer = make_consumer(settings, group_id=f"whoiscrawl-drain-{key}")
+    consumer = make_consumer(kafka_config(settings), group_id=f"whoiscrawl-drain-{key}")
     out = Path(prepared["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     networks: dict[tuple[str, str], dict[str, Any]] = {}
