@@ -260,7 +260,7 @@ class LocalFleet:
 
     def celery_workers(self, timeout_s: float = 5) -> dict[str, list[str]]:
         """Workers answering a Celery ping (asked in a child process that has the fleet's Airflow config)."""
-        code = ("import json; from whoiscrawl.orchestration.fleet import celery_workers; "
+        code = ("import json; from whoiscrawl.orchestration.fleet.celery import celery_workers; "
                 f"print('WORKERS=' + json.dumps(celery_workers({float(timeout_s)!r})))")
         try:
             done = subprocess.run([sys.executable, "-c", code], env=self.coordinator_env(), capture_output=True,
