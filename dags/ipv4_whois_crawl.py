@@ -7,7 +7,8 @@ Internet Registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).
 1. **prepare_seed**: the seed list (the classic 4,706,768-address pattern, or a
    file of addresses) is written to sqlite, shuffled, cut to `limit`, split in
    `chunks`.
-2. **provision_fleet** (setup): the hosts that crawl (`local`: this machine).
+2. **provision_fleet** (setup): the `fleet` param's provider brings up the hosts
+   that crawl and waits until they answer (`local`: this machine).
 3. **configure_cluster**: cluster config, run settings and chunks go to Redis.
 4. **crawl_chunk** (mapped, one task per chunk): skip addresses inside networks
    already found, look the rest up at the registry the RFC 9224 bootstrap
@@ -27,6 +28,8 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
+
+from whoiscrawl.orchestration.fleet import FLEET_KINDS
 
 DEFAULT_ARGS = {
     "owner": "whoiscrawl",
@@ -64,7 +67,7 @@ DEFAULT_ARGS = {
         "output_dir": Param("", type="string",
                             description="Folder for results.jsonl.gz and coverage.json (a subfolder per run). "
                                         "Empty: the project's data folder."),
-        "fleet": Param("local", type="string", enum=["local", "celery"],
+        "fleet": Param("local", type="string", enum=list(FLEET_KINDS),
                        description="Where crawl tasks run: 'local' launches nothing; 'celery' checks that "
                                    "the CeleryExecutor fleet's workers answer and crawls on them."),
     },
@@ -79,10 +82,12 @@ def ipv4_whois_crawl():
 
     @setup
     def provision_fleet() -> dict:
-        from whoiscrawl.orchestration import fleet
+        from whoiscrawl.orchestration.fleet import bring_up, provider_for
 
-        params = get_current_context()["params"]
-        return fleet.provision(params["fleet"], dict(params))
+        ctx = get_current_context()
+        params = dict(ctx["params"])
+        return bring_up(provider_for(params["fleet"]), params,
+                        record=lambda state: ctx["ti"].xcom_push(key="fleet_state", value=state))
 
     @task
     def configure_cluster(prepared: dict, fleet_info: dict) -> list[dict]:
@@ -111,9 +116,9 @@ def ipv4_whois_crawl():
 
     @teardown
     def teardown_fleet(fleet_info: dict) -> dict:
-        from whoiscrawl.orchestration import fleet
+        from whoiscrawl.orchestration.fleet import provider_for
 
-        return fleet.teardown(fleet_info)
+        return provider_for(fleet_info["kind"]).teardown(fleet_info)
 
     prepared = prepare_seed()
     fleet_info = provision_fleet()

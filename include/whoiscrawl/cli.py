@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from whoiscrawl.errors import WhoiscrawlError
+
 
 def _cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
     from whoiscrawl.devtools import stack
@@ -39,10 +41,11 @@ def _cmd_telemetry(args: argparse.Namespace, rest: list[str]) -> int:
     from whoiscrawl.crawl.kafka_io import make_consumer, read_all
     from whoiscrawl.crawl.config import RunConfig
     from whoiscrawl.crawl.telemetry import aggregate, format_aggregate
+    from whoiscrawl.orchestration.connections import kafka_config
     from whoiscrawl.settings import Settings
 
     settings = Settings()
-    consumer = make_consumer(settings, group_id="whoiscrawl-telemetry")
+    consumer = make_consumer(kafka_config(settings, local_fallback=True), group_id="whoiscrawl-telemetry")
     try:
         while True:
             reports = [json.loads(v) for _k, v in read_all(consumer, RunConfig.from_env().metrics_topic)]
@@ -142,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command not in ("stack", "simulate", "fleet") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return int(args.func(args, rest) or 0)
+    try:
+        return int(args.func(args, rest) or 0)
+    except WhoiscrawlError as exc:
+        print(f"whoiscrawl {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

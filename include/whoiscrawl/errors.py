@@ -1,5 +1,12 @@
-"""The one base class of the project's errors, so a CLI catches ours and nothing else."""
+"""The one base class of the project's errors.
+
+Every error the package raises on purpose derives from :class:`WhoiscrawlError`,
+so a command line catches one class to print the message and exit non-zero,
+while anything else (a bug) still ends in a traceback.
+"""
+
+from __future__ import annotations
 
 
 class WhoiscrawlError(Exception):
-    """An error the project raises on purpose, with a message meant for the operator."""
+    """An expected failure whose message tells the user what went wrong and what to do."""

@@ -72,11 +72,12 @@ DEFINITIONS: tuple[Setting, ...] = (
     # --- service endpoints used by the crawl ---------------------------------
     Setting("REDIS_URL", "", str,
             "Redis master for the known-network index and cluster config. Empty: the Airflow "
-            "connection redis_default, else the local stack's Redis."),
+            "connection redis_default (a task fails without it; the CLI falls back to the local stack's Redis)."),
     Setting("REDIS_REPLICA_URL", "", str,
             "This host's Redis replica (reads and rate budgets). Empty: same as the master."),
     Setting("KAFKA_BOOTSTRAP_SERVERS", "", str,
-            "Kafka bootstrap servers. Empty: the Airflow connection kafka_default, else the local broker."),
+            "Kafka bootstrap servers. Empty: the Airflow connection kafka_default (a task "
+            "fails without it; the CLI falls back to the local broker)."),
     Setting("HOST_ID", "", str, "Name of this host in telemetry. Empty: the machine's hostname."),
 )
 

@@ -26,10 +26,8 @@ def small_universe():
 
 def read_topic(broker, topic: str) -> list[dict[str, Any]]:
     from whoiscrawl.crawl.kafka_io import make_consumer, read_all
-    from whoiscrawl.settings import Settings
 
-    consumer = make_consumer(Settings({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}),
-                             group_id=f"test-{uuid.uuid4().hex[:8]}")
+    consumer = make_consumer({"bootstrap.servers": broker.bootstrap_servers}, group_id=f"test-{uuid.uuid4().hex[:8]}")
     try:
         return [json.loads(v) for _k, v in read_all(consumer, topic)]
     finally:

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from whoiscrawl.crawl import runstate as cluster, ipspace
+from whoiscrawl.crawl import ipspace, runstate
 from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.settings import PREFIX, Settings
 
@@ -216,8 +216,7 @@ def fleet() -> Iterator[Fleet]:
 def _telemetry(fleet: Fleet, key: str) -> list[dict]:
     from whoiscrawl.crawl.kafka_io import make_consumer, read_all
 
-    consumer = make_consumer(Settings({"KAFKA_BOOTSTRAP_SERVERS": fleet.kafka}, environ={}),
-                             group_id=f"test-{uuid.uuid4().hex[:8]}")
+    consumer = make_consumer({"bootstrap.servers": fleet.kafka}, group_id=f"test-{uuid.uuid4().hex[:8]}")
     try:
         reports = [json.loads(v) for _k, v in read_all(consumer, fleet.settings.KAFKA_METRICS_TOPIC)]
     finally:
@@ -254,7 +253,7 @@ def fleet_run(fleet: Fleet) -> FleetRun:
     api = fleet.api
     bootstrap = connection_env(fleet.local.settings)[PREFIX + "SIM_BOOTSTRAP_URL"]
     run_id = f"fleet_kill_{uuid.uuid4().hex[:8]}"
-    key = cluster.run_key(run_id)
+    key = runstate.run_key(run_id)
     _wait_dag(fleet)
     trigger = fleet.airflow("dags", "trigger", DAG_ID, "--run-id", run_id, "-c",
                             json.dumps(_conf(bootstrap, fleet.home / "out-fleet", "celery")))
@@ -400,7 +399,7 @@ def test_every_replica_caught_up_with_the_master(fleet: Fleet, fleet_run: FleetR
         time.sleep(0.5)
     assert set(caught_up) == set(addresses), f"replicas behind the master: {local.replica_links()}"
 
-    log_key = cluster.index_key(fleet_run.key) + ":log"
+    log_key = runstate.index_key(fleet_run.key) + ":log"
     master = local.master_client()
     try:
         master_log = master.get(log_key) or b""

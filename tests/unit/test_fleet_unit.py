@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from whoiscrawl.orchestration import fleet
+from whoiscrawl.orchestration.fleet import FLEET_KINDS, FleetError, provider_for
+from whoiscrawl.orchestration.hostname import host_address
 from whoiscrawl.devtools.celery_env import CELERY_BROKER_DB, CELERY_QUEUE, FleetSecrets, celery_env
 from whoiscrawl.devtools.namespace_fleet import LocalFleet, ManagedProcess
 from whoiscrawl.devtools.netns import FleetNetwork, NetworkError
@@ -71,7 +72,7 @@ def test_every_process_of_a_fleet_shares_one_configuration(tmp_path: Path):
     assert CELERY_BROKER_DB != 0
     assert coordinator["AIRFLOW__CELERY__BROKER_URL"].endswith(f"/{CELERY_BROKER_DB}")
     assert f":{settings.POSTGRES_PORT}/" in coordinator["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert coordinator["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "whoiscrawl.orchestration.fleet.host_address"
+    assert coordinator["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "whoiscrawl.orchestration.hostname.host_address"
 
 
 def test_secrets_are_created_once_readable_only_by_their_owner(tmp_path: Path):
@@ -125,16 +126,16 @@ def test_a_pidfile_names_our_process_only_while_its_start_time_matches(tmp_path:
 
 
 def test_fleet_kinds_and_teardown():
-    assert "celery" in fleet.FLEET_KINDS
-    assert fleet.teardown({"kind": "celery", "hosts": ["a@x"], "launched": []}) == {"released": []}
-    with pytest.raises(fleet.FleetError):
-        fleet.provision("nope", {})
+    assert "celery" in FLEET_KINDS
+    assert provider_for("celery").teardown({"kind": "celery", "hosts": ["a@x"], "launched": []}) == {"released": []}
+    with pytest.raises(FleetError):
+        provider_for("nope")
 
 
 def test_host_address_is_the_configured_address_else_the_hostname(monkeypatch):
     monkeypatch.setenv("WHOISCRAWL_HOST_ADDRESS", "10.213.0.7")
-    assert fleet.host_address() == "10.213.0.7"
+    assert host_address() == "10.213.0.7"
     monkeypatch.delenv("WHOISCRAWL_HOST_ADDRESS")
     import socket
 
-    assert fleet.host_address() == socket.gethostname()
+    assert host_address() == socket.gethostname()

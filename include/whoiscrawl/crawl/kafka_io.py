@@ -1,12 +1,10 @@
-"""Kafka clients for results and telemetry, configured from the Airflow connection.
+"""Kafka clients for results and telemetry, from a librdkafka config dict.
 
-The apache-kafka provider's hook reads the connection ``kafka_default`` (its
-extra is the librdkafka config, e.g. ``{"bootstrap.servers": ...}``); the
-coordinator publishes that config to Redis, and every crawl process adds what
-the crawl needs on top (``PRODUCER_OVERRIDES``: an idempotent producer with
+The caller brings the config (the DAG's tasks read it from a setting or the
+Airflow connection ``kafka_default``); the coordinator publishes it to Redis, and every crawl process adds what the crawl
+needs on top (``PRODUCER_OVERRIDES``: an idempotent producer with
 ``acks=all``, so an address is done only once its result is acknowledged).
-The consumer reads exact offset ranges. Outside Airflow (CLI, bench),
-``WHOISCRAWL_KAFKA_BOOTSTRAP_SERVERS`` gives the servers directly.
+The consumer reads exact offset ranges.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ from typing import Any, Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from whoiscrawl.settings import Settings
-
 PRODUCER_OVERRIDES: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -28,22 +24,10 @@ PRODUCER_OVERRIDES: dict[str, Any] = {
 }
 
 
-def base_config(settings: Settings | None = None, conn_id: str = "kafka_default") -> dict[str, Any]:
-    """librdkafka config: the bootstrap-servers setting if given, else the Airflow connection."""
-    settings = settings or Settings()
-    if settings.KAFKA_BOOTSTRAP_SERVERS:
-        return {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS}
-    from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
-
-    return KafkaBaseHook(kafka_config_id=conn_id)._build_config()
-
-
-def make_consumer(settings: Settings | None = None, conn_id: str = "kafka_default",
-                  group_id: str = "whoiscrawl-drain") -> Consumer:
-    config = {**base_config(settings, conn_id), "group.id": group_id,
-              "enable.auto.commit": False, "auto.offset.reset": "earliest",
-              "enable.partition.eof": True}
-    return Consumer(config)
+def make_consumer(config: dict[str, Any], group_id: str) -> Consumer:
+    """A consumer that reads explicit offset ranges: no commits, and end-of-partition events."""
+    return Consumer({**config, "group.id": group_id, "enable.auto.commit": False,
+                     "auto.offset.reset": "earliest", "enable.partition.eof": True})
 
 
 def end_offsets(consumer: Consumer, topic: str, timeout_s: float = 30.0) -> dict[int, int]:

@@ -15,9 +15,10 @@ from ipwhois.net import Net
 from ipwhois.rdap import RDAP, _RDAPEntity
 
 from whoiscrawl.crawl import ipspace
+from whoiscrawl.errors import WhoiscrawlError
 
 
-class BadResponse(ValueError):
+class BadResponse(WhoiscrawlError, ValueError):
     """A body that is not a usable RDAP IP network object (the reason names why)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -31,7 +31,7 @@ DB_USER = "whoiscrawl"
 #: only after this, so a slow task is never started twice by Celery itself.
 VISIBILITY_TIMEOUT_S = 7 * 3600
 #: Airflow calls this for a task's hostname: the address the api-server fetches its log from (no DNS).
-HOSTNAME_CALLABLE = "whoiscrawl.orchestration.fleet.host_address"
+HOSTNAME_CALLABLE = "whoiscrawl.orchestration.hostname.host_address"
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,12 @@ from whoiscrawl.devtools.airflow_env import airflow_bin
 from whoiscrawl.devtools.celery_env import CELERY_QUEUE, DB_NAME, DB_USER, FleetSecrets, api_url, celery_env
 from whoiscrawl.devtools.netns import FleetNetwork, HostNet, NetworkError, netns_supported
 from whoiscrawl.devtools.services import MissingDependency
-from whoiscrawl.devtools.services.kafka_broker import KafkaBrokerError
 from whoiscrawl.devtools.services.procs import exclusive_lock, log_tail
 from whoiscrawl.devtools.services.postgres_server import PostgresError, PostgresServer
-from whoiscrawl.devtools.services.redis_server import RedisServer, RedisServerError
+from whoiscrawl.devtools.services.redis_server import RedisServer
+from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.settings import PREFIX, Settings
-from whoiscrawl.devtools.stack import ServiceState as ComponentState, StackError
+from whoiscrawl.devtools.stack import ServiceState as ComponentState
 
 __all__ = ["LocalFleet", "FleetUpError", "ManagedProcess", "main"]
 
@@ -49,7 +49,7 @@ COORDINATOR_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer"
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 
-class FleetUpError(RuntimeError):
+class FleetUpError(WhoiscrawlError):
     """A part of the fleet did not come up or answer in time; the message says which and where to look."""
 
 
@@ -260,7 +260,7 @@ class LocalFleet:
 
     def celery_workers(self, timeout_s: float = 5) -> dict[str, list[str]]:
         """Workers answering a Celery ping (asked in a child process that has the fleet's Airflow config)."""
-        code = ("import json; from whoiscrawl.orchestration.fleet import celery_workers; "
+        code = ("import json; from whoiscrawl.orchestration.fleet.celery import celery_workers; "
                 f"print('WORKERS=' + json.dumps(celery_workers({float(timeout_s)!r})))")
         try:
             done = subprocess.run([sys.executable, "-c", code], env=self.coordinator_env(), capture_output=True,
@@ -573,8 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "airflow":
             return fleet.airflow(list(args.args), timeout_s=3600).returncode
-    except (FleetUpError, NetworkError, PostgresError, MissingDependency, RedisServerError,
-            KafkaBrokerError, StackError, RedisError, subprocess.TimeoutExpired) as exc:
+    except (WhoiscrawlError, RedisError, subprocess.TimeoutExpired) as exc:  # ours, and the services' own
         print(f"whoiscrawl fleet {args.command}: {exc}", file=sys.stderr)
         if args.command == "up":
             print("what started keeps running; `whoiscrawl fleet down` stops it", file=sys.stderr)

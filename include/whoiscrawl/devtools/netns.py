@@ -24,12 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from whoiscrawl.errors import WhoiscrawlError
+
 __all__ = ["FleetNetwork", "HostNet", "NetworkError"]
 
 _ID = re.compile(r"^[a-z0-9]{1,8}$")
 
 
-class NetworkError(RuntimeError):
+class NetworkError(WhoiscrawlError):
     """A bridge, veth or namespace could not be created, checked or removed."""
 
 

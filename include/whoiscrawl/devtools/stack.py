@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from whoiscrawl.devtools.services import MissingDependency
-from whoiscrawl.devtools.services.kafka_broker import KafkaBroker, KafkaBrokerError, find_java, find_mvn
+from whoiscrawl.devtools.services.kafka_broker import KafkaBroker, find_java, find_mvn
 from whoiscrawl.devtools.services.procs import PidFile, exclusive_lock, log_tail, port_in_use
-from whoiscrawl.devtools.services.redis_server import RedisServer, RedisServerError, find_redis_server
+from whoiscrawl.devtools.services.redis_server import RedisServer, find_redis_server
+from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.settings import PREFIX, Settings
 
 __all__ = [
@@ -50,7 +51,7 @@ SIM_PORTS = 6  # bootstrap and stats, then one port per RIR
 TOPIC_PARTITIONS = {"KAFKA_RESULTS_TOPIC": 8, "KAFKA_METRICS_TOPIC": 1}
 
 
-class StackError(RuntimeError):
+class StackError(WhoiscrawlError):
     """The stack could not be brought up or checked; the message says what to do."""
 
 
@@ -493,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for key, value in connection_env(Settings()).items():
                 print(f"export {key}={shlex.quote(value)}")
             return 0
-    except (StackError, MissingDependency, KafkaBrokerError, RedisServerError) as exc:
+    except WhoiscrawlError as exc:
         print(f"whoiscrawl stack {args.command}: {exc}", file=sys.stderr)
         if args.command == "up":
             print("services already started keep running; `whoiscrawl stack down` stops them",

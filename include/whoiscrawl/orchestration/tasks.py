@@ -21,10 +21,10 @@ from whoiscrawl.crawl import runstate, seed
 from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.stats import StatsCollector
-from whoiscrawl.orchestration.connections import redis_clients
+from whoiscrawl.orchestration.connections import kafka_config, redis_clients
 from whoiscrawl.results.coverage import coverage_report
 from whoiscrawl.crawl.engine import Crawler
-from whoiscrawl.crawl.kafka_io import DeliveryTracker, base_config, end_offsets, make_consumer, read_range, PRODUCER_OVERRIDES
+from whoiscrawl.crawl.kafka_io import DeliveryTracker, end_offsets, make_consumer, read_range, PRODUCER_OVERRIDES
 from whoiscrawl.settings import Settings
 from whoiscrawl.crawl.telemetry import TelemetryReporter, host_id
 
@@ -80,10 +80,10 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
     config = build_run_config(params)
     key = prepared["run"]
     master, _ = redis_clients(settings)
-    kafka = base_config(settings)
+    kafka = kafka_config(settings)
     document, source = load_document(config.bootstrap, settings, max_age_s=config.bootstrap_max_age_s)
     Bootstrap(document, source)  # refuse a bad document here, not on every host
-    consumer = make_consumer(settings, group_id=f"whoiscrawl-offsets-{key}")
+    consumer = make_consumer(kafka, group_id=f"whoiscrawl-offsets-{key}")
     try:
         start = end_offsets(consumer, config.results_topic)
     finally:
@@ -132,7 +132,7 @@ def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str,
     master, _ = redis_clients(settings)
     _cluster_cfg, run_state, config = read_run(master, key, wait_s=5)
     start = {int(p): int(o) for p, o in run_state["results_start"].items()}
-    consumer = make_consumer(settings, group_id=f"whoiscrawl-drain-{key}")
+    consumer = make_consumer(kafka_config(settings), group_id=f"whoiscrawl-drain-{key}")
     out = Path(prepared["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     networks: dict[tuple[str, str], dict[str, Any]] = {}

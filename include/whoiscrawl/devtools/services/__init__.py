@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import socket
 
+from whoiscrawl.errors import WhoiscrawlError
+
 __all__ = ["MissingDependency", "free_port"]
 
 
-class MissingDependency(RuntimeError):
+class MissingDependency(WhoiscrawlError):
     """A binary the project needs is not installed; the message names the package to install."""
 
 

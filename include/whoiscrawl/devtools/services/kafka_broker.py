@@ -29,6 +29,7 @@ from typing import Iterable, Mapping, Sequence
 
 from whoiscrawl.devtools.services import MissingDependency
 from whoiscrawl.devtools.services.procs import PidFile, log_tail, port_in_use
+from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.settings import PROJECT_ROOT
 
 __all__ = ["KafkaBroker", "KafkaBrokerError", "find_java", "find_mvn", "KAFKA_MAIN", "STORAGE_TOOL_MAIN", "POM_PATH"]
@@ -63,7 +64,7 @@ logger.state.level = WARN
 """
 
 
-class KafkaBrokerError(RuntimeError):
+class KafkaBrokerError(WhoiscrawlError):
     """The broker could not be prepared, started or stopped; the message carries the log tail."""
 
 

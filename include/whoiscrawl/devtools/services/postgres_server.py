@@ -21,6 +21,7 @@ from pathlib import Path
 
 from whoiscrawl.devtools.services import MissingDependency
 from whoiscrawl.devtools.services.procs import log_tail
+from whoiscrawl.errors import WhoiscrawlError
 
 __all__ = ["PostgresServer", "PostgresError", "find_pg_bin_dir", "SERVER_USER"]
 
@@ -30,7 +31,7 @@ _INSTALL_HINT = "PostgreSQL server programs (initdb, pg_ctl) not found: apt-get 
 _CONF_NAME = "whoiscrawl.conf"
 
 
-class PostgresError(RuntimeError):
+class PostgresError(WhoiscrawlError):
     """The cluster could not be created, started, stopped or set up; the message says why."""
 
 

@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from whoiscrawl.errors import WhoiscrawlError
 
-class LockBusy(RuntimeError):
+
+class LockBusy(WhoiscrawlError):
     """Another command holds the lock of this home (an ``up`` or ``down`` is under way)."""
 
 

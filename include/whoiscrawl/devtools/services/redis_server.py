@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from whoiscrawl.devtools.services import MissingDependency
+from whoiscrawl.errors import WhoiscrawlError
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
 
@@ -36,7 +37,7 @@ _INSTALL_HINT = "redis-server not found: apt-get install redis-server"
 _EXTRA_DIRS = ("/usr/local/bin", "/usr/bin", "/usr/sbin")
 
 
-class RedisServerError(RuntimeError):
+class RedisServerError(WhoiscrawlError):
     """The server did not come up (or not in time); the message carries its log tail."""
 
 
