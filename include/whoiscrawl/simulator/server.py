@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from whoiscrawl.registries import REGISTRIES
 from whoiscrawl.settings import Settings
-from whoiscrawl.simulator import responses
+from whoiscrawl.simulator import delegated, responses
 from whoiscrawl.simulator.bootstrap import bootstrap_document, write_bootstrap
 from whoiscrawl.simulator.faults import Faults
 from whoiscrawl.simulator.http import DROP, NEVER, HttpProtocol, Request, Response
@@ -36,7 +36,7 @@ REDIRECT_STATUS = {"arin": 302, "ripencc": 301, "apnic": 301, "lacnic": 302, "af
 _UNSUPPORTED = ("autnum", "domain", "nameserver", "entity", "domains", "nameservers", "entities", "ips")
 _RDAP = responses.RDAP_CONTENT_TYPE
 _BAD_REQUEST = ["Request could not be understood, malformed syntax"]
-_CONTROL_PATHS = ("/bootstrap/ipv4.json", "/_stats", "/_faults")
+_CONTROL_PATHS = ("/bootstrap/ipv4.json", "/_stats", "/_faults", "/_delegated")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -110,6 +110,7 @@ class Simulator:
         self._base_urls: dict[str, str] | None = None
         self._renderer: responses.Renderer | None = None
         self._bootstrap_body = b""
+        self._delegated_bodies: dict[str, bytes] = {}
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -135,6 +136,11 @@ class Simulator:
     @property
     def bootstrap_url(self) -> str:
         return f"http://{self.url_host}:{self.ports['base']}/bootstrap/ipv4.json"
+
+    @property
+    def delegated_urls(self) -> dict[str, str]:
+        """Each registry's delegated-extended file, on its own port at the real path."""
+        return {name: f"http://{self.url_host}:{self.ports[name]}{delegated.path(name)}" for name in REGISTRIES}
 
     # --- life cycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -228,6 +234,8 @@ class Simulator:
             return Response(200, self._bootstrap_body, "application/json")
         if path == "/_stats" and request.method == "GET":
             return Response(200, json.dumps(self.stats.as_dict()).encode())
+        if path == "/_delegated" and request.method == "GET":
+            return Response(200, json.dumps(self.delegated_urls).encode())
         if path == "/_faults":
             if request.method == "GET":
                 return Response(200, json.dumps(self.config()).encode())
@@ -260,6 +268,10 @@ class Simulator:
     def _handle_registry(self, registry: str, request: Request) -> Response | object:
         client = request.client
         stats = self.stats
+        if request.path == delegated.path(registry) and request.method in ("GET", "HEAD"):
+            # the real files come from the registries' FTP/HTTPS hosts: outside RDAP's limits and faults
+            stats.control["delegated"] += 1
+            return Response(200, self._delegated_body(registry), "text/plain; charset=us-ascii")
         stats.request(registry, client)
         knobs = self.faults.for_registry(registry)
         if knobs.down == "timeout":
@@ -316,6 +328,12 @@ class Simulator:
             stats.outcome(registry, client, "truncated")
             response.truncate_to = rng.randrange(1, len(response.body))
         return self._finish(registry, client, response, knobs.latency_ms, knobs.jitter_ms)
+
+    def _delegated_body(self, registry: str) -> bytes:
+        body = self._delegated_bodies.get(registry)
+        if body is None:
+            body = self._delegated_bodies[registry] = delegated.delegated_text(self.universe, registry).encode()
+        return body
 
     def _finish(self, registry: str, client: str, response: Response, latency_ms: float,
                 jitter_ms: float) -> Response:
@@ -453,6 +471,10 @@ class SimulatorThread:
     @property
     def ports(self) -> dict[str, int]:
         return dict(self.simulator.ports)
+
+    @property
+    def delegated_urls(self) -> dict[str, str]:
+        return self.simulator.delegated_urls
 
     def _call(self, coro_factory, timeout_s: float = 10.0):
         assert self._loop is not None
