@@ -7,6 +7,7 @@ import pytest
 
 from simulator_helpers import dotted, get, parse_ip, small_universe
 from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.simulator.search import Relations
 from whoiscrawl.simulator.server import SimulatorThread
 
 SEARCHING = ("arin", "ripencc")
@@ -188,6 +189,17 @@ def test_more_than_10000_related_networks_is_refused_at_the_real_default(sim):
     assert refused.status == 400 and refused.json()["title"] == "Too Many Rows"
     allowed = get(f"{sim.base_urls['ripencc']}ips/rirSearch1/rdap-down/80.0.0.0/5")
     assert allowed.status == 200 and len(allowed.json()["ipSearchResults"]) == 100
+    assert get(f"{sim.base_urls['ripencc']}ips/rirSearch1/rdap-bottom/80.0.0.0/4").status == 400
+
+
+def test_the_early_refusal_bound_never_exceeds_the_answer(universe):
+    relations = Relations(universe)
+    for registry in SEARCHING:
+        for rank in range(5):
+            index = _allocation(universe, registry, rank)
+            first, last = int(universe.starts[index]), int(universe.ends[index])
+            bound = relations.bottom_at_least(registry, first, last)
+            assert 0 < bound <= relations.bottom(registry, first, last).shape[0]
 
 
 @pytest.mark.parametrize("registry", REGISTRIES)

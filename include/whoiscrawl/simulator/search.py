@@ -64,6 +64,9 @@ class Relations:
             parents.append(-1 if holder is None else holder)
         self._nested_keys = np.asarray(keys, dtype=np.int64)
         self._nested_parents = np.asarray(parents, dtype=np.int64)
+        # networks with nothing inside them at all: the most specific one of each of their addresses
+        self._leaf = np.bincount(universe.parents[universe.parents >= 0], minlength=len(universe)) == 0
+        self._leaf[np.asarray(sorted(set(universe.nested().values())), dtype=np.int64)] = False
 
     # --- one network ------------------------------------------------------------
     def enclosing(self, registry: str, first: int, last: int) -> list[int]:
@@ -117,7 +120,15 @@ class Relations:
         return inside[~below_another]
 
     def bottom(self, registry: str, first: int, last: int) -> np.ndarray:
-        return self._strictly_inside(registry, first, last, self.universe.most_specific_within(first, last))
+        nets = self.universe.segment_networks(first, last)
+        nets = nets[nets >= 0]
+        # filter before deduplicating: sorting every segment of a wide range is what would cost
+        return np.unique(self._strictly_inside(registry, first, last, nets)).astype(np.int64)
+
+    def bottom_at_least(self, registry: str, first: int, last: int) -> int:
+        """A cheap lower bound of ``bottom``'s size (its leaves), to refuse huge searches early."""
+        inside = self.universe.within(first, last)
+        return int(np.count_nonzero(self._leaf[self._strictly_inside(registry, first, last, inside)]))
 
     def holds_any(self, registry: str, first: int, last: int) -> bool:
         """Whether some network of the registry encloses or lies inside the range (else: 404)."""

@@ -449,8 +449,10 @@ class Simulator:
                 return self._error(registry, client, 404, "Not Found",
                                    [f"No {level} object has been found for {shown_key}"])
             return Response(200, renderer.network_body(found, query_url, "relation"), _RDAP)
-        related = (relations.down if relation == "rdap-down" else relations.bottom)(registry, first, last)
-        if related.shape[0] > self.search_max_related:
+        related = None
+        if relation == "rdap-down" or relations.bottom_at_least(registry, first, last) <= self.search_max_related:
+            related = (relations.down if relation == "rdap-down" else relations.bottom)(registry, first, last)
+        if related is None or related.shape[0] > self.search_max_related:
             return self._error(registry, client, 400, "Too Many Rows", ["The result size is too large"])
         limit = self.search_max_results if related.shape[0] > self.search_max_results else None
         members = [renderer.network_body(i, query_url, "member") for i in related[:self.search_max_results].tolist()]

@@ -173,12 +173,11 @@ class Universe:
         hi = int(self.starts.searchsorted(np.uint32(last), side="right"))
         return lo + np.flatnonzero(self.ends[lo:hi] <= np.uint32(last))
 
-    def most_specific_within(self, first: int, last: int) -> np.ndarray:
-        """Distinct networks that are the most specific one of some address in [first, last]."""
+    def segment_networks(self, first: int, last: int) -> np.ndarray:
+        """Most specific network of each lookup segment meeting [first, last] (-1: nobody); may repeat."""
         lo = int(self._seg_start.searchsorted(np.uint32(first), side="right")) - 1
         hi = int(self._seg_start.searchsorted(np.uint32(last), side="right"))
-        nets = np.unique(self._seg_net[lo:hi])
-        return nets[nets >= 0].astype(np.int64)
+        return self._seg_net[lo:hi]
 
     def nested(self) -> dict[int, int]:
         """Top-level networks nested in another one (transfers) → the network enclosing each."""
