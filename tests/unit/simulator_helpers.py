@@ -88,3 +88,8 @@ def raw_exchange(url: str, timeout_s: float = 2.0) -> tuple[bytes, bool]:
                 chunks.append(chunk)
         except socket.timeout:
             return b"".join(chunks), True
+
+
+def parse_ip(text: str) -> int:
+    a, b, c, d = (int(x) for x in text.split("."))
+    return (a << 24) | (b << 16) | (c << 8) | d

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from datetime import date
 from typing import Any, Mapping
 
-from whoiscrawl.simulator import naming
+from whoiscrawl.simulator import naming, search
 from whoiscrawl.simulator.universe import Network, Universe
 
 try:  # msgspec (pulled in by Airflow) encodes several times faster than json
@@ -36,6 +36,9 @@ CONFORMANCE: dict[str, list[str]] = {
     "lacnic": ["rdap_level_0", "lacnic_level_0", "cidr0"],
     "afrinic": ["rdap_level_0"],
 }
+#: What RFC 9910 adds: a network object advertises the searches, a search answer its results member.
+LOOKUP_SEARCH_CONFORMANCE = ["rirSearch1", "ips"]
+SEARCH_CONFORMANCE = ["rirSearch1", "ips", "ipSearchResults"]
 PORT43 = {"arin": "whois.arin.net", "ripencc": "whois.ripe.net", "apnic": "whois.apnic.net",
           "lacnic": "whois.lacnic.net", "afrinic": "whois.afrinic.net"}
 
@@ -94,6 +97,21 @@ def _domain(h: int) -> str:
 
 # --- per registry -----------------------------------------------------------------
 
+def _arin_notices() -> list[dict[str, Any]]:
+    return [
+        {"title": "Terms of Service",
+         "description": ["By using the ARIN RDAP/Whois service, you are agreeing to the RDAP/Whois Terms of Use"],
+         "links": [{"value": _QUERY, "rel": "terms-of-service", "type": "text/html",
+                    "href": "https://www.arin.net/resources/registry/whois/tou/"}]},
+        {"title": "Whois Inaccuracy Reporting",
+         "description": ["If you see inaccuracies in the results, please visit: "],
+         "links": [{"value": _QUERY, "rel": "inaccuracy-report", "type": "text/html",
+                    "href": "https://www.arin.net/resources/registry/whois/inaccuracy_reporting/"}]},
+        {"title": "Copyright Notice",
+         "description": ["Copyright 1997-2026, American Registry for Internet Numbers, Ltd."], "links": []},
+    ]
+
+
 def _arin(net: Network, h: int, base: str) -> dict[str, Any]:
     domain = _domain(h)
     def links(kind: str, handle: str, self_href: str) -> list[dict[str, str]]:
@@ -138,18 +156,7 @@ def _arin(net: Network, h: int, base: str) -> dict[str, Any]:
     start = naming.dotted(net.start)
     return {
         "rdapConformance": CONFORMANCE["arin"],
-        "notices": [
-            {"title": "Terms of Service",
-             "description": ["By using the ARIN RDAP/Whois service, you are agreeing to the RDAP/Whois Terms of Use"],
-             "links": [{"value": _QUERY, "rel": "terms-of-service", "type": "text/html",
-                        "href": "https://www.arin.net/resources/registry/whois/tou/"}]},
-            {"title": "Whois Inaccuracy Reporting",
-             "description": ["If you see inaccuracies in the results, please visit: "],
-             "links": [{"value": _QUERY, "rel": "inaccuracy-report", "type": "text/html",
-                        "href": "https://www.arin.net/resources/registry/whois/inaccuracy_reporting/"}]},
-            {"title": "Copyright Notice",
-             "description": ["Copyright 1997-2026, American Registry for Internet Numbers, Ltd."], "links": []},
-        ],
+        "notices": _arin_notices(),
         "handle": net.handle,
         "startAddress": start,
         "endAddress": naming.dotted(net.end),
@@ -475,10 +482,49 @@ def error_body(registry: str, status: int, title: str, description: list[str]) -
 
 def help_body(registry: str) -> bytes:
     """``/help``: conformance and the registry's notices."""
+    searches = registry in search.SEARCH_REGISTRIES
+    queries = "ip/<address>, ip/<prefix>/<length>" + (
+        ", ips/rirSearch1/<relation>/<address, prefix/length or range>" if searches else "")
     notices = _registry_notices(registry) + [
-        {"title": "Simulator", "description": [f"Simulated {registry} RDAP service: ip queries only "
-                                               "(ip/<address>, ip/<prefix>/<length>)."]}]
-    return _encode({"rdapConformance": CONFORMANCE[registry], "notices": notices})
+        {"title": "Simulator", "description": [f"Simulated {registry} RDAP service: ip queries only ({queries})."]}]
+    conformance = CONFORMANCE[registry] + (SEARCH_CONFORMANCE if searches else [])
+    return _encode({"rdapConformance": conformance, "notices": notices})
+
+
+def _relation_links(net: Network, base: str) -> list[dict[str, str]]:
+    """RFC 9910 section 3.2 links, as RIPE lists them (each relation, and up/top for active status)."""
+    links = []
+    for rels, relation, query in (("rdap-up", "rdap-up", ""), ("rdap-up rdap-active", "rdap-up", "?status=active"),
+                                  ("rdap-down", "rdap-down", ""), ("rdap-top", "rdap-top", ""),
+                                  ("rdap-top rdap-active", "rdap-top", "?status=active"),
+                                  ("rdap-bottom", "rdap-bottom", "")):
+        href = search.relation_url(base, relation, net.registry, net.start, net.end) + query
+        links.append({"value": _QUERY, "rel": rels, "href": href, "type": RDAP_CONTENT_TYPE})
+    return links
+
+
+def _search_notices(registry: str) -> list[dict[str, Any]]:
+    """What a search answer carries: RIPE only its terms (mapCommonNoticesAndPort), ARIN its usual three."""
+    if registry == "ripencc":
+        return [n for n in _ripe_notices() if n["title"] == "Terms and Conditions"]
+    return _arin_notices()
+
+
+_RESULTS = b'"@@search-results@@"'
+
+
+def search_body(registry: str, members: list[bytes], query_url: str, limit: int | None) -> bytes:
+    """An RFC 9910 search answer around rendered members; ``limit`` set when the list was cut."""
+    notices = ([{"title": f"limited search results to {limit} maximum"}] if limit is not None else [])
+    notices += _search_notices(registry)
+    body: dict[str, Any] = {"rdapConformance": CONFORMANCE[registry] + SEARCH_CONFORMANCE, "notices": notices}
+    if registry == "ripencc":
+        body["links"] = [{"value": query_url, "rel": "self", "href": query_url, "type": RDAP_CONTENT_TYPE},
+                         {"value": _RIPE_COPYRIGHT, "rel": "copyright", "href": _RIPE_COPYRIGHT}]
+        body["port43"] = PORT43[registry]
+    body["ipSearchResults"] = _RESULTS.decode()[1:-1]
+    rendered = _encode(body).replace(_QUERY_BYTES, query_url.encode())
+    return rendered.replace(_RESULTS, b"[" + b",".join(members) + b"]")
 
 
 def rate_limit_notice_body(limit: int, minutes: int) -> bytes:
@@ -506,20 +552,34 @@ class Renderer:
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_size = cache_size
 
-    def network_dict(self, index: int, query_url: str) -> dict[str, Any]:
+    def network_dict(self, index: int, query_url: str, variant: str = "lookup") -> dict[str, Any]:
         """The answer as a dict (tests); the server uses ``network_body``."""
-        return json.loads(self.network_body(index, query_url))
+        return json.loads(self.network_body(index, query_url, variant))
 
-    def network_body(self, index: int, query_url: str) -> bytes:
-        template = self._cache.get(index)
+    def network_body(self, index: int, query_url: str, variant: str = "lookup") -> bytes:
+        """One network: ``lookup`` (an ip query), ``relation`` (an up/top search), ``member`` (in results)."""
+        key = (index, variant)
+        template = self._cache.get(key)
         if template is None:
-            net = self.universe.network(index)
-            h = self.universe.identity_hash(index)
-            body = _BUILDERS[net.registry](net, h, self.base_urls[net.registry])
-            template = _encode(body)
-            self._cache[index] = template
+            template = _encode(self._network(index, variant))
+            self._cache[key] = template
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         else:
-            self._cache.move_to_end(index)
+            self._cache.move_to_end(key)
         return template.replace(_QUERY_BYTES, query_url.encode())
+
+    def _network(self, index: int, variant: str) -> dict[str, Any]:
+        net = self.universe.network(index)
+        base = self.base_urls[net.registry]
+        body = _BUILDERS[net.registry](net, self.universe.identity_hash(index), base)
+        if net.registry not in search.SEARCH_REGISTRIES:
+            return body
+        if variant == "member":  # RFC 9083 section 4.1: conformance and notices belong to the answer
+            del body["rdapConformance"], body["notices"]
+        elif variant == "relation":  # RIPE answers up/top like a lookup, without relation links
+            body["rdapConformance"] = CONFORMANCE[net.registry] + SEARCH_CONFORMANCE
+        else:
+            body["rdapConformance"] = CONFORMANCE[net.registry] + LOOKUP_SEARCH_CONFORMANCE
+            body["links"] = body["links"] + _relation_links(net, base)
+        return body

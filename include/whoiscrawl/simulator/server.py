@@ -19,10 +19,11 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import parse_qs
 
 from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.settings import Settings
-from whoiscrawl.simulator import responses
+from whoiscrawl.simulator import delegated, responses, search
 from whoiscrawl.simulator.bootstrap import bootstrap_document, write_bootstrap
 from whoiscrawl.simulator.faults import Faults
 from whoiscrawl.simulator.http import DROP, NEVER, HttpProtocol, Request, Response
@@ -36,7 +37,7 @@ REDIRECT_STATUS = {"arin": 302, "ripencc": 301, "apnic": 301, "lacnic": 302, "af
 _UNSUPPORTED = ("autnum", "domain", "nameserver", "entity", "domains", "nameservers", "entities", "ips")
 _RDAP = responses.RDAP_CONTENT_TYPE
 _BAD_REQUEST = ["Request could not be understood, malformed syntax"]
-_CONTROL_PATHS = ("/bootstrap/ipv4.json", "/_stats", "/_faults")
+_CONTROL_PATHS = ("/bootstrap/ipv4.json", "/_stats", "/_faults", "/_delegated")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -80,12 +81,25 @@ def parse_ip_query(text: str) -> tuple[int, int] | None:
     return addr, addr + size - 1
 
 
+def parse_relation_key(text: str) -> tuple[int, int] | None:
+    """A relation search key: an address, a prefix, or RIPE's ``first - last`` range handle."""
+    text = text.replace("%20", " ")
+    first_text, dash, last_text = text.partition(" - ")
+    if not dash:
+        return parse_ip_query(text)
+    first, last = parse_ip_query(first_text), parse_ip_query(last_text)
+    if first is None or last is None or "/" in first_text + last_text or first[0] > last[0]:
+        return None
+    return first[0], last[0]
+
+
 class Simulator:
     """All listeners and the request handling; run inside one event loop."""
 
     def __init__(self, universe: Universe, host: str | None = None, base_port: int | None = None,
                  profile: str = "fast", faults: Faults | Mapping[str, Any] | None = None, seed: int = 1,
-                 bootstrap_out: str | Path | None = None, url_host: str | None = None) -> None:
+                 bootstrap_out: str | Path | None = None, url_host: str | None = None,
+                 search_max_results: int = search.MAX_RESULTS, search_max_related: int = search.MAX_RELATED) -> None:
         settings = Settings()
         self._url_host = url_host
         if profile not in PROFILES:
@@ -109,7 +123,11 @@ class Simulator:
         self.ports: dict[str, int] = {}
         self._base_urls: dict[str, str] | None = None
         self._renderer: responses.Renderer | None = None
+        self._relations: search.Relations | None = None
+        self.search_max_results = search_max_results
+        self.search_max_related = search_max_related
         self._bootstrap_body = b""
+        self._delegated_bodies: dict[str, bytes] = {}
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -136,6 +154,11 @@ class Simulator:
     def bootstrap_url(self) -> str:
         return f"http://{self.url_host}:{self.ports['base']}/bootstrap/ipv4.json"
 
+    @property
+    def delegated_urls(self) -> dict[str, str]:
+        """Each registry's delegated-extended file, on its own port at the real path."""
+        return {name: f"http://{self.url_host}:{self.ports[name]}{delegated.path(name)}" for name in REGISTRIES}
+
     # --- life cycle ------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -146,6 +169,7 @@ class Simulator:
             server = await self._listen(name, port)
             self.ports[name] = server.sockets[0].getsockname()[1]
         self._renderer = responses.Renderer(self.universe, self.base_urls)
+        self._relations = search.Relations(self.universe)
         document = bootstrap_document(self.base_urls)
         self._bootstrap_body = (json.dumps(document, indent=2) + "\n").encode()
         if self._bootstrap_out is not None:
@@ -228,6 +252,8 @@ class Simulator:
             return Response(200, self._bootstrap_body, "application/json")
         if path == "/_stats" and request.method == "GET":
             return Response(200, json.dumps(self.stats.as_dict()).encode())
+        if path == "/_delegated" and request.method == "GET":
+            return Response(200, json.dumps(self.delegated_urls).encode())
         if path == "/_faults":
             if request.method == "GET":
                 return Response(200, json.dumps(self.config()).encode())
@@ -260,6 +286,10 @@ class Simulator:
     def _handle_registry(self, registry: str, request: Request) -> Response | object:
         client = request.client
         stats = self.stats
+        if request.path == delegated.path(registry) and request.method in ("GET", "HEAD"):
+            # the real files come from the registries' FTP/HTTPS hosts: outside RDAP's limits and faults
+            stats.control["delegated"] += 1
+            return Response(200, self._delegated_body(registry), "text/plain; charset=us-ascii")
         stats.request(registry, client)
         knobs = self.faults.for_registry(registry)
         if knobs.down == "timeout":
@@ -317,6 +347,12 @@ class Simulator:
             response.truncate_to = rng.randrange(1, len(response.body))
         return self._finish(registry, client, response, knobs.latency_ms, knobs.jitter_ms)
 
+    def _delegated_body(self, registry: str) -> bytes:
+        body = self._delegated_bodies.get(registry)
+        if body is None:
+            body = self._delegated_bodies[registry] = delegated.delegated_text(self.universe, registry).encode()
+        return body
+
     def _finish(self, registry: str, client: str, response: Response, latency_ms: float,
                 jitter_ms: float) -> Response:
         if latency_ms or jitter_ms:
@@ -342,6 +378,8 @@ class Simulator:
         if rest in ("help", "help/"):
             return Response(200, responses.help_body(registry), _RDAP)
         kind, _, query = rest.partition("/")
+        if kind == "ips" and registry in search.SEARCH_REGISTRIES and query.startswith("rirSearch1/"):
+            return self._relation_search(registry, request, query[len("rirSearch1/"):])
         if kind != "ip":
             if kind in _UNSUPPORTED:
                 return Response(501, responses.error_body(registry, 501, "Not Implemented",
@@ -370,6 +408,57 @@ class Simulator:
         return self._error(registry, client, 404, "Not Found", [f"No network found for {query}"])
 
 
+    def _relation_search(self, registry: str, request: Request, rest: str) -> Response:
+        """RFC 9910 relation search (see ``search``); errors worded as RIPE's server words them."""
+        client = request.client
+        relation, _, key = rest.partition("/")
+        if relation not in search.RELATIONS:
+            return self._error(registry, client, 400, "Bad Request", [f"Relation {relation} doesn't exist"])
+        status = parse_qs(request.target.partition("?")[2]).get("status")
+        if status:
+            reason = ("Status is not implement in down and bottom relation" if relation not in search.SINGLE_RELATIONS
+                      else None if status[0].lower() == "active" else f"{status[0]} status is not implemented")
+            if reason:
+                return Response(501, responses.error_body(registry, 501, "Not Implemented", [reason]), _RDAP)
+        bounds = parse_relation_key(key)
+        if bounds is None:
+            return self._error(registry, client, 400, "Bad Request", _BAD_REQUEST)
+        first, last = bounds
+        universe = self.universe
+        index = universe.lookup_range(first, last)
+        if index is not None:
+            holder = universe.registry_of(index)
+        elif universe.is_reserved(first):
+            return self._error(registry, client, 404, "Not Found", ["Reserved address space (IANA)"])
+        else:
+            holder = universe.owner(first) or universe.bootstrap_registry(first)
+        if holder is not None and holder != registry:
+            self.stats.outcome(registry, client, "redirects")
+            return Response(REDIRECT_STATUS[registry], b"", _RDAP,
+                            [("Location", f"{self.base_urls[holder]}ips/rirSearch1/{rest}")])
+        relations, renderer = self._relations, self._renderer
+        assert relations is not None and renderer is not None
+        shown_key = key.replace("%20", " ")
+        if not relations.holds_any(registry, first, last):
+            return self._error(registry, client, 404, "Not Found", [f"No network found for {shown_key}"])
+        query_url = f"http://{self.url_host}:{self.ports[registry]}{request.target}"
+        if relation in search.SINGLE_RELATIONS:
+            found = (relations.up if relation == "rdap-up" else relations.top)(registry, first, last)
+            if found is None:
+                level = "up level" if relation == "rdap-up" else "top-level"
+                return self._error(registry, client, 404, "Not Found",
+                                   [f"No {level} object has been found for {shown_key}"])
+            return Response(200, renderer.network_body(found, query_url, "relation"), _RDAP)
+        related = None
+        if relation == "rdap-down" or relations.bottom_at_least(registry, first, last) <= self.search_max_related:
+            related = (relations.down if relation == "rdap-down" else relations.bottom)(registry, first, last)
+        if related is None or related.shape[0] > self.search_max_related:
+            return self._error(registry, client, 400, "Too Many Rows", ["The result size is too large"])
+        limit = self.search_max_results if related.shape[0] > self.search_max_results else None
+        members = [renderer.network_body(i, query_url, "member") for i in related[:self.search_max_results].tolist()]
+        return Response(200, responses.search_body(registry, members, query_url, limit), _RDAP)
+
+
 class SimulatorThread:
     """The simulator in a background thread with its own event loop (for tests).
 
@@ -381,11 +470,13 @@ class SimulatorThread:
 
     def __init__(self, universe: Universe, host: str = "127.0.0.1", base_port: int = 0, profile: str = "fast",
                  faults: Faults | Mapping[str, Any] | None = None, seed: int = 1,
-                 start_timeout_s: float = 30.0) -> None:
+                 start_timeout_s: float = 30.0, search_max_results: int = search.MAX_RESULTS,
+                 search_max_related: int = search.MAX_RELATED) -> None:
         self._tmpdir = Path(tempfile.mkdtemp(prefix="whoiscrawl-sim-"))
         self.bootstrap_path = self._tmpdir / "ipv4.json"
         self.simulator = Simulator(universe, host=host, base_port=base_port, profile=profile, faults=faults,
-                                   seed=seed, bootstrap_out=self.bootstrap_path)
+                                   seed=seed, bootstrap_out=self.bootstrap_path,
+                                   search_max_results=search_max_results, search_max_related=search_max_related)
         self._timeout = start_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -453,6 +544,10 @@ class SimulatorThread:
     @property
     def ports(self) -> dict[str, int]:
         return dict(self.simulator.ports)
+
+    @property
+    def delegated_urls(self) -> dict[str, str]:
+        return self.simulator.delegated_urls
 
     def _call(self, coro_factory, timeout_s: float = 10.0):
         assert self._loop is not None

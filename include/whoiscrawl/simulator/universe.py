@@ -163,6 +163,26 @@ class Universe:
             idx = self.enclosing(idx)
         return None
 
+    def within(self, first: int, last: int) -> np.ndarray:
+        """Indices of every network inside [first, last], in universe order.
+
+        Networks are sorted by start, so those starting in the range are one
+        contiguous run; only the ones ending past it are dropped.
+        """
+        lo = int(self.starts.searchsorted(np.uint32(first), side="left"))
+        hi = int(self.starts.searchsorted(np.uint32(last), side="right"))
+        return lo + np.flatnonzero(self.ends[lo:hi] <= np.uint32(last))
+
+    def segment_networks(self, first: int, last: int) -> np.ndarray:
+        """Most specific network of each lookup segment meeting [first, last] (-1: nobody); may repeat."""
+        lo = int(self._seg_start.searchsorted(np.uint32(first), side="right")) - 1
+        hi = int(self._seg_start.searchsorted(np.uint32(last), side="right"))
+        return self._seg_net[lo:hi]
+
+    def nested(self) -> dict[int, int]:
+        """Top-level networks nested in another one (transfers) → the network enclosing each."""
+        return dict(self._container)
+
     def owner(self, addr: int) -> str | None:
         """Registry holding addr (the holder of its most specific network)."""
         idx = self.lookup(addr)
