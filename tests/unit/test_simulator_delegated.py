@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from simulator_helpers import get, parse_ip, small_universe
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.simulator import delegated
 from whoiscrawl.simulator.server import SimulatorThread
 

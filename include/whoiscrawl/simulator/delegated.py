@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.simulator import naming, sources
 from whoiscrawl.simulator.universe import Universe
 

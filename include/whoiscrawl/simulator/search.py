@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from whoiscrawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.simulator import layout, naming
 from whoiscrawl.simulator.universe import Universe
 
