@@ -116,9 +116,12 @@ class RdapClient:
         self.throttle_pause_s = throttle_pause_s
         self.retry_after_max_s = retry_after_max_s
 
-    async def lookup(self, addr: int, service: Service, rate_limited: bool = True) -> Result:
+    async def lookup(self, addr: int, service: Service, rate_limited: bool = True, *,
+                     path: str | None = None, parse: Callable[[int, str, dict, str], dict] | None = None) -> Result:
+        """``ip/<addr>`` by default; ``path`` asks another query of the same service (a prefix, a
+        relation search) and ``parse`` turns its body into the record (default: ``build_record``)."""
         addr_str = ipspace.to_str(addr)
-        url = f"{service.base_url}ip/{addr_str}"
+        url = f"{service.base_url}{path or 'ip/' + addr_str}"
         registry = service.registry
         visited = {url}
         redirected = False
@@ -158,12 +161,12 @@ class RdapClient:
                 self.stats.count("redirect", registry, "followed", new_registry)
                 registry, url, redirected = new_registry, target, True
                 continue
-            return self._classify(addr, registry, url, status, headers, raw, redirected)
+            return self._classify(addr, registry, url, status, headers, raw, redirected, parse or build_record)
         self.stats.count("redirect", registry, "refused", "too_many")
         return Fail("too_many_redirects", registry)
 
     def _classify(self, addr: int, registry: str, url: str, status: int, headers: Any,
-                  raw: bytes, redirected: bool) -> Result:
+                  raw: bytes, redirected: bool, parse: Callable[[int, str, dict, str], dict]) -> Result:
         if status == 429 or status == 403:
             pause = parse_retry_after(headers.get("Retry-After"))
             if pause is not None and pause > self.retry_after_max_s:
@@ -184,7 +187,8 @@ class RdapClient:
         if notice is not None:  # pause for the window the notice names: then the budget is whole again
             return Throttle("rate_limit_notice", registry, notice_window_s(notice) or self.throttle_pause_s)
         try:
-            record = build_record(addr, registry, body, url)
+            record = parse(addr, registry, body, url)
         except BadResponse as exc:
             return Retry(f"bad_body/{exc.reason}", registry)
-        return Ok(record, registry, Service(registry, url.rsplit("/ip/", 1)[0] + "/"), redirected)
+        base = url.rsplit("/ip/", 1)[0] if "/ip/" in url else url.rsplit("/ips/", 1)[0]
+        return Ok(record, registry, Service(registry, base + "/"), redirected)
