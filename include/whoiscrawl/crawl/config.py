@@ -81,6 +81,9 @@ class RunConfig:
     plan_probe_budget: int = _tunable(
         20000, "Address probes per registry per run for registries without relation searches, spread over "
                "its allocations by size.")
+    plan_allocations_per_registry: int = _tunable(
+        0, "Plan only the N largest allocations of each registry (0: all of them); the seed's addresses "
+           "elsewhere are looked up one by one. For demos and partial runs.")
     plan_probe_split: int = _tunable(
         8, "Halvings of a network's gap probed before its unprobed addresses are left to the seed's lookups.")
 
@@ -102,8 +105,8 @@ class RunConfig:
                 raise ConfigError(f"run config {name}={getattr(self, name)!r}: must be >= 0")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"run config strategy={self.strategy!r}: one of {', '.join(STRATEGIES)}")
-        if self.plan_probe_budget < 0 or self.plan_probe_split < 0:
-            raise ConfigError("run config plan_probe_budget and plan_probe_split must be >= 0")
+        if min(self.plan_probe_budget, self.plan_probe_split, self.plan_allocations_per_registry) < 0:
+            raise ConfigError("run config plan_probe_budget, plan_probe_split, plan_allocations_per_registry must be >= 0")
         from whoiscrawl.crawl.ratelimit import RateLimits
         from whoiscrawl.crawl.strategy.sources import parse_urls
 

@@ -72,12 +72,16 @@ async def gather_sources(config: RunConfig, document: dict[str, Any], acquire,
     return allocations, sources
 
 
-def build_items(allocations: dict[str, list[Allocation]], probe_budget: int) -> list[dict[str, Any]]:
-    """One item per allocation, largest first; each carries its share of the registry's probe budget."""
+def build_items(allocations: dict[str, list[Allocation]], probe_budget: int, per_registry: int = 0) -> list[dict[str, Any]]:
+    """One item per allocation, largest first; each carries its share of the registry's probe budget.
+
+    ``per_registry`` > 0 keeps only that many of each registry's largest allocations.
+    """
     items = []
     for registry, rows in allocations.items():
+        rows = sorted(rows, key=lambda a: (-a.size, a.start))[:per_registry or None]
         total = sum(a.size for a in rows) or 1
-        for a in sorted(rows, key=lambda a: (-a.size, a.start)):
+        for a in rows:
             items.append({"registry": registry, "start": a.start, "end": a.end, "source": a.status,
                           "budget": int(probe_budget * a.size // total)})
     return items

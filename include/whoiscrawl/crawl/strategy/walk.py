@@ -148,7 +148,7 @@ async def probe_walk(queries: Queries, registry: str, start: int, end: int, budg
     def push_blocks(lo: int, hi: int, owner: Range, depth: int, level: int) -> None:
         for cidr in ipspace.range_to_cidrs(lo, hi):
             b_lo, b_hi = ipspace.network_range(cidr)
-            heapq.heappush(heap, (-depth, level, b_lo, b_hi, owner[0], owner[1]))
+            heapq.heappush(heap, (level, b_hi - b_lo, -depth, b_lo, b_hi, owner[0], owner[1]))
 
     def add(net: Range, depth: int) -> None:
         known[net] = depth
@@ -161,20 +161,20 @@ async def probe_walk(queries: Queries, registry: str, start: int, end: int, budg
     else:
         push_blocks(start, end, (start, end), -1, 0)
     while heap and out.queries < budget:
-        neg_depth, level, b_lo, b_hi, o_lo, o_hi = heapq.heappop(heap)
+        level, _size, neg_depth, b_lo, b_hi, o_lo, o_hi = heapq.heappop(heap)
         owner = (o_lo, o_hi)
         if b_lo in probed:  # its first address answered the owner: probe the half not yet asked
             if b_hi > b_lo and level < max_split:
                 mid = b_lo + (b_hi - b_lo + 1) // 2
-                heapq.heappush(heap, (neg_depth, level + 1, b_lo, mid - 1, o_lo, o_hi))
-                heapq.heappush(heap, (neg_depth, level + 1, mid, b_hi, o_lo, o_hi))
+                heapq.heappush(heap, (level + 1, mid - 1 - b_lo, neg_depth, b_lo, mid - 1, o_lo, o_hi))
+                heapq.heappush(heap, (level + 1, b_hi - mid, neg_depth, mid, b_hi, o_lo, o_hi))
             continue
         found = await queries.probe(registry, b_lo)
         out.queries += 1
         probed.add(b_lo)
         out.resolved.append((b_lo, b_lo))
         if found is None or found == owner or not (found[0] <= b_lo <= found[1]):
-            heapq.heappush(heap, (neg_depth, level, b_lo, b_hi, o_lo, o_hi))  # split it when next popped
+            heapq.heappush(heap, (level, b_hi - b_lo, neg_depth, b_lo, b_hi, o_lo, o_hi))  # split when next popped
             continue
         out.networks.add(found)
         if found not in known and start <= found[0] and found[1] <= end:
@@ -183,7 +183,7 @@ async def probe_walk(queries: Queries, registry: str, start: int, end: int, budg
             continue  # the block lies in the network found: that network's own gaps cover it
         # the network lies in the block: the rest of the block is still the owner's gap
         if b_lo < found[0]:
-            push_blocks(b_lo, found[0] - 1, owner, -neg_depth, level + 1)
+            push_blocks(b_lo, found[0] - 1, owner, -neg_depth, 0)
         if found[1] < b_hi:
-            push_blocks(found[1] + 1, b_hi, owner, -neg_depth, level + 1)
+            push_blocks(found[1] + 1, b_hi, owner, -neg_depth, 0)
     return out
