@@ -18,7 +18,8 @@ coverage, seed addresses resolved to their most specific network, networks found
 universe's, queries per network found (and, for ARIN and RIPE, per network found there); last line:
 ``classic_q64= ... classic_seed_most_specific_pct= planned_q64= ... planned_seed_most_specific_pct=``.
 
-    python bench/strategy_bench.py [--scale 1.0] [--queries N] [--seed-size 20000] [--probe-budget 20000]
+    python bench/strategy_bench.py [--scale 1.0] [--queries N] [--allocations N] [--seed-size 20000]
+                                   [--probe-budget 20000]
 """
 
 from __future__ import annotations
@@ -101,19 +102,18 @@ def run_classic(pattern: np.ndarray, bootstrap: Bootstrap, redis_client, kafka: 
 
 
 def run_planned(seed_addrs: np.ndarray, document: dict, bootstrap: Bootstrap, delegated: dict[str, str],
-                redis_client, kafka: str, probe_budget: int, budget: int | None):
+                redis_client, kafka: str, probe_budget: int, budget: int | None, allocations: int):
     config = RunConfig(rate_limits=NO_LIMITS, delegated_urls=",".join(f"{r}={u}" for r, u in delegated.items()),
-                       plan_probe_budget=probe_budget)
+                       plan_probe_budget=probe_budget, plan_allocations_per_registry=allocations)
     run = f"planned-{uuid.uuid4().hex[:8]}"
     stats = StatsCollector()
     index, limiter, tracker = _services(redis_client, kafka, run, stats, config)
     resolved = KnownNetworkIndex(redis_client, redis_client, key=resolved_key(run), stats=stats)
+    allocations_per_registry = allocations
     allocations, sources = asyncio.run(gather_sources(config, document, limiter.acquire, stats))
-    items = build_items(allocations, probe_budget)
-    if budget is not None:  # a cut plan: the largest allocations' prefix queries first, as the executor orders them
-        items = items[:budget]
+    items = build_items(allocations, probe_budget, allocations_per_registry)
     executor = PlanExecutor(bootstrap=bootstrap, index=index, resolved=resolved, limiter=limiter, tracker=tracker,
-                            config=config, run_key=run, stats=stats)
+                            config=config, run_key=run, stats=stats, max_queries=budget)
     plan_out = asyncio.run(executor.run_plan(items))
     plan_queries = index.queries()
     tree = NetworkTree.from_redis(redis_client, f"whoiscrawl:run:{run}:known")
@@ -192,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--queries", type=int, default=None,
-                    help="cut the planned crawl's plan to this many allocations and give classic this many "
-                         "queries (default: the whole plan, classic as many queries as planned spent)")
+                    help="the plan's query budget (its prefix queries go first, largest allocation first); "
+                         "classic gets as many queries as planned spent in all (default: the whole plan)")
     ap.add_argument("--seed-size", type=int, default=20000)
+    ap.add_argument("--allocations", type=int, default=0,
+                    help="plan only each registry's N largest allocations (0: all; a shorter run)")
     ap.add_argument("--probe-budget", type=int, default=20000, help="probes per registry without search")
     args = ap.parse_args(argv)
 
@@ -225,11 +227,12 @@ def main(argv: list[str] | None = None) -> int:
 
             t1 = time.monotonic()
             p_index, p_stats, p_info = run_planned(seed_addrs, document, bootstrap, delegated, client,
-                                                    broker.bootstrap_servers, args.probe_budget, args.queries)
+                                                    broker.bootstrap_servers, args.probe_budget, args.queries,
+                                                    args.allocations)
             p_s = time.monotonic() - t1
             print(f"planned: {p_s:.0f}s; sources {json.dumps(p_info['sources'])}; walks {json.dumps(p_info['walks'])}; "
                   f"plan {p_info['plan_queries']:,} queries; seed {json.dumps(p_info['seed'])}")
-            budget = args.queries or p_index.queries()
+            budget = p_index.queries()
             t1 = time.monotonic()
             c_index, c_stats = run_classic(pattern, bootstrap, client, broker.bootstrap_servers, budget)
             print(f"classic: {time.monotonic() - t1:.0f}s, budget {budget:,} queries")

@@ -48,7 +48,8 @@ ENV_FILE_NAME = "airflow-connections.env"
 SIM_READY = re.compile(r"^ready\s+(\S+)\s*$", re.MULTILINE)
 SIM_PORTS = 6  # bootstrap and stats, then one port per RIR
 #: partitions of the topics ``up`` creates, by setting name of the topic
-TOPIC_PARTITIONS = {"KAFKA_RESULTS_TOPIC": 8, "KAFKA_METRICS_TOPIC": 1}
+#: Partitions of the crawl's topics, by the run config field that names each topic.
+TOPIC_PARTITIONS = {"results_topic": 8, "metrics_topic": 1}
 
 
 class StackError(WhoiscrawlError):
@@ -216,7 +217,10 @@ class _Kafka(_Service):
         self.broker.start(timeout_s=self.stack.kafka_timeout_s)
 
     def after_start(self) -> None:
-        topics = {getattr(self.settings, name): count for name, count in TOPIC_PARTITIONS.items()}
+        from whoiscrawl.crawl.config import RunConfig
+
+        config = RunConfig.from_env()
+        topics = {getattr(config, name): count for name, count in TOPIC_PARTITIONS.items()}
         created = self.broker.create_topics(topics)
         if created:
             self.stack.say(f"kafka: created topics {', '.join(created)}")

@@ -12,10 +12,13 @@ Two ways, chosen per registry by what it offers:
   every address's most specific network is known.
 * ``probe_walk`` (no search): address probes, each answered with the most
   specific network of that address. Probes go to the gaps of the networks
-  found (the space no known child covers), deepest network first and coarse
-  blocks before fine ones; a block whose probe answers its own network again
-  is split in halves and only the unprobed half's first address is probed
-  next. Bounded by a budget of queries per allocation.
+  found (the space no known child covers), cut into CIDR blocks; the smallest
+  blocks first, which are the gaps between networks already found, at the
+  deepest level (a network's buddy block usually holds its sibling), before
+  any block is probed a second time; a block whose probe answered its own
+  network again is halved and only the unprobed half's first address is
+  probed next, up to ``max_split`` halvings. Bounded by a budget of queries
+  per allocation.
 
 Both work through ``Queries`` (the executor's HTTP side), so they can be
 driven by a test against the simulator or by the crawl.
@@ -124,10 +127,10 @@ async def probe_walk(queries: Queries, registry: str, start: int, end: int, budg
     """
     out = WalkResult()
     probed = probed if probed is not None else set()
-    starts: list[int] = []  # found networks inside [start, end], sorted by (start, -end)
     known: dict[Range, int] = {}  # network -> depth
-    heap: list[tuple[int, int, int, int, int, int]] = []  # (-depth, level, lo, hi, owner lo, owner hi)
-    order: list[tuple[int, int]] = []
+    # (halvings, block size - 1, -depth, lo, hi, owner lo, owner hi): unprobed gaps first, small before large
+    heap: list[tuple[int, int, int, int, int, int, int]] = []
+    order: list[tuple[int, int]] = []  # found networks as (start, -end), sorted
 
     def push_gaps(owner: Range, depth: int) -> None:
         lo, hi = owner
