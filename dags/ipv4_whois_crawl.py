@@ -10,13 +10,20 @@ Internet Registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).
 2. **provision_fleet** (setup): the `fleet` param's provider brings up the hosts
    that crawl and waits until they answer (`local`: this machine).
 3. **configure_cluster**: cluster config, run settings and chunks go to Redis.
-4. **crawl_chunk** (mapped, one task per chunk): skip addresses inside networks
-   already found, look the rest up at the registry the RFC 9224 bootstrap
-   names, within each registry's rate limit, and stream results to Kafka.
-5. **drain_results**: this run's results from Kafka to
+4. **plan_crawl**, **crawl_plan** (mapped; `strategy=planned`, the default):
+   the registries' delegated files give the allocations; each plan chunk
+   queries its allocations largest first, then walks them with RFC 9910
+   relation searches where a registry offers them, gap probes elsewhere.
+   With `strategy=classic` the plan is empty and these are skipped.
+5. **crawl_chunk** (mapped, one task per chunk): `planned`: answer each seed
+   address from the networks found, look up only the rest; `classic`: skip
+   addresses inside networks already found, look the rest up. Each lookup at
+   the registry the RFC 9224 bootstrap names, within each registry's rate
+   limit, results streamed to Kafka.
+6. **drain_results**: this run's results from Kafka to
    `results.jsonl.gz` (one line per distinct network).
-6. **coverage_report**: `coverage.json`, also returned as the XCom.
-7. **teardown_fleet** (teardown): releases what provisioning launched.
+7. **coverage_report**: `coverage.json`, also returned as the XCom.
+8. **teardown_fleet** (teardown): releases what provisioning launched.
 
 Connections: `redis_default`, `kafka_default`. Settings: `WHOISCRAWL_*`
 environment variables (see the README).
@@ -67,6 +74,13 @@ DEFAULT_ARGS = {
         "output_dir": Param("", type="string",
                             description="Folder for results.jsonl.gz and coverage.json (a subfolder per run). "
                                         "Empty: the project's data folder."),
+        "strategy": Param("planned", type="string", enum=["planned", "classic"],
+                          description="'planned': plan from the registries' delegated files, walk allocations "
+                                      "with relation searches or gap probes, answer the seed from what was "
+                                      "found; 'classic': the ancestor's shuffled seed lookups (the baseline)."),
+        "delegated_urls": Param("", type="string",
+                                description="Delegated-extended files, 'registry=url,...' over the real RIRs' "
+                                            "files. Empty: WHOISCRAWL_DELEGATED_URLS, else the real files."),
         "fleet": Param("local", type="string", enum=list(FLEET_KINDS),
                        description="Where crawl tasks run: 'local' launches nothing; 'celery' checks that "
                                    "the CeleryExecutor fleet's workers answer and crawls on them."),
@@ -95,7 +109,20 @@ def ipv4_whois_crawl():
 
         return pipeline.configure_cluster(prepared, fleet_info, dict(get_current_context()["params"]))
 
+    @task
+    def plan_crawl(prepared: dict, configured: list[dict]) -> list[dict]:
+        from whoiscrawl.orchestration import tasks as pipeline
+
+        return pipeline.plan_crawl(prepared, configured, dict(get_current_context()["params"]))
+
     @task(max_active_tis_per_dagrun=16, execution_timeout=timedelta(hours=6))
+    def crawl_plan(descriptor: dict) -> dict:
+        from whoiscrawl.orchestration import tasks as pipeline
+
+        return pipeline.crawl_plan(descriptor, attempt=get_current_context()["ti"].try_number)
+
+    # none_failed: with the classic strategy the plan is empty and crawl_plan is skipped
+    @task(max_active_tis_per_dagrun=16, execution_timeout=timedelta(hours=6), trigger_rule="none_failed")
     def crawl_chunk(descriptor: dict) -> dict:
         from whoiscrawl.orchestration import tasks as pipeline
 
@@ -123,7 +150,9 @@ def ipv4_whois_crawl():
     prepared = prepare_seed()
     fleet_info = provision_fleet()
     configured = configure_cluster(prepared, fleet_info)
+    walked = crawl_plan.expand(descriptor=plan_crawl(prepared, configured))
     outcomes = crawl_chunk.expand(descriptor=configured)
+    walked >> outcomes
     drained = drain_results(outcomes, prepared)
     report = coverage_report(drained, outcomes, prepared)
     report >> teardown_fleet(fleet_info)

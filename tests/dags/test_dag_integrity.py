@@ -73,8 +73,8 @@ def test_every_dag_has_docs_tags_and_retries(dagbag):
 def test_crawl_dag_shape(dagbag):
     dag = dagbag.dags["ipv4_whois_crawl"]
     ids = {t.task_id for t in dag.tasks}
-    assert ids == {"prepare_seed", "provision_fleet", "configure_cluster", "crawl_chunk",
-                   "drain_results", "coverage_report", "teardown_fleet"}
+    assert ids == {"prepare_seed", "provision_fleet", "configure_cluster", "plan_crawl", "crawl_plan",
+                   "crawl_chunk", "drain_results", "coverage_report", "teardown_fleet"}
     assert dag.get_task("provision_fleet").is_setup
     assert dag.get_task("teardown_fleet").is_teardown
     # the crawl is mapped over chunks and the drain waits for all of them
@@ -83,11 +83,18 @@ def test_crawl_dag_shape(dagbag):
     assert "crawl_chunk" in dag.get_task("drain_results").upstream_task_ids
     assert "drain_results" in dag.get_task("coverage_report").upstream_task_ids
     assert "configure_cluster" in crawl.upstream_task_ids
+    # the planned strategy walks its plan, mapped, before the seed chunks; classic skips the empty plan
+    walk = dag.get_task("crawl_plan")
+    assert getattr(walk, "_is_mapped", False) or type(walk).__name__ == "MappedOperator"
+    assert "plan_crawl" in walk.upstream_task_ids and "configure_cluster" in dag.get_task("plan_crawl").upstream_task_ids
+    assert "crawl_plan" in crawl.upstream_task_ids
+    assert crawl.trigger_rule == "none_failed"
 
 
 def test_params_have_descriptions_for_the_ui_form(dagbag):
     dag = dagbag.dags["ipv4_whois_crawl"]
-    expected = {"seed", "limit", "random_seed", "chunks", "bootstrap", "rate_limits", "output_dir", "fleet"}
+    expected = {"seed", "limit", "random_seed", "chunks", "bootstrap", "rate_limits", "output_dir", "fleet",
+                "strategy", "delegated_urls"}
     assert expected <= set(dag.params.keys())
     for name in expected:
         assert dag.params.get_param(name).description, name
@@ -100,3 +107,15 @@ def test_fleet_param_offers_every_fleet_kind(dagbag):
 
     dag = dagbag.dags["ipv4_whois_crawl"]
     assert list(dag.params.get_param("fleet").schema["enum"]) == list(FLEET_KINDS)
+
+
+def test_strategy_param_chooses_between_planned_and_classic(dagbag):
+    from whoiscrawl.crawl.config import STRATEGIES
+    from whoiscrawl.orchestration.tasks import RUN_CONFIG_PARAMS, build_run_config
+
+    dag = dagbag.dags["ipv4_whois_crawl"]
+    assert dag.params["strategy"] == "planned"
+    assert set(dag.params.get_param("strategy").schema["enum"]) == set(STRATEGIES)
+    assert {"strategy", "delegated_urls"} <= set(RUN_CONFIG_PARAMS)
+    assert build_run_config({"strategy": "classic"}).strategy == "classic"
+    assert build_run_config({"strategy": ""}).strategy == "planned"

@@ -54,7 +54,7 @@ def test_dag_crawls_the_simulator_and_reports_exactly_what_it_found(stack_env):
     ensure_db(full_env)
     out = home / "runs"
     conf = {"limit": 400, "chunks": 3, "random_seed": 99, "bootstrap": full_env["WHOISCRAWL_SIM_BOOTSTRAP_URL"],
-            "rate_limits": DEMO_RATE_LIMITS, "output_dir": str(out), "fleet": "local"}
+            "rate_limits": DEMO_RATE_LIMITS, "output_dir": str(out), "fleet": "local", "strategy": "classic"}
     started = time.time()
     proc = run_airflow(["dags", "test", "ipv4_whois_crawl", "-c", json.dumps(conf)],
                        {k: v for k, v in full_env.items()}, capture_output=True, text=True, timeout=600)

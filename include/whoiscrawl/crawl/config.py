@@ -22,6 +22,10 @@ class ConfigError(WhoiscrawlError, ValueError):
     """A run config value or document that cannot be used."""
 
 
+#: Crawl strategies: the planned one (the default) and the ancestor's, kept as the baseline.
+STRATEGIES = ("planned", "classic")
+
+
 def _tunable(default: Any, doc: str, env: str = "") -> Any:
     """A field with its doc; ``env`` names its variable when it is not the field's name in capitals."""
     return field(default=default, metadata={"doc": doc, "env": env})
@@ -86,6 +90,22 @@ class RunConfig:
     chunk_deadline_s: float = _tunable(
         18000.0, "Seconds a chunk crawls before it stops taking new lookups and hands its unfinished addresses "
                  "on as a continuation (reported `deferred`); below the crawl task's execution_timeout.")
+    strategy: str = _tunable(
+        "planned", "`planned`: plan from the registries' delegated files, walk allocations with RFC 9910 "
+                   "relation searches where offered and gap probes elsewhere, then answer the seed from what "
+                   "was found; `classic`: the ancestor's shuffled seed lookups, skipping known networks.")
+    delegated_urls: str = _tunable(
+        "", "Delegated-extended statistics files per registry, 'registry=url,...' over the real RIRs' "
+            "files (e.g. 'lacnic=http://host/pub/stats/lacnic/delegated-lacnic-extended-latest'); "
+            "'registry=' for none (its plan falls back to its bootstrap ranges).")
+    plan_probe_budget: int = _tunable(
+        20000, "Address probes per registry per run for registries without relation searches, spread over "
+               "its allocations by size.")
+    plan_allocations_per_registry: int = _tunable(
+        0, "Plan only the N largest allocations of each registry (0: all of them); the seed's addresses "
+           "elsewhere are looked up one by one. For demos and partial runs.")
+    plan_probe_split: int = _tunable(
+        8, "Halvings of a network's gap probed before its unprobed addresses are left to the seed's lookups.")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -104,8 +124,17 @@ class RunConfig:
                      "max_throttles", "bootstrap_max_age_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"run config {name}={getattr(self, name)!r}: must be >= 0")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"run config strategy={self.strategy!r}: one of {', '.join(STRATEGIES)}")
+        if min(self.plan_probe_budget, self.plan_probe_split, self.plan_allocations_per_registry) < 0:
+            raise ConfigError("run config plan_probe_budget, plan_probe_split, plan_allocations_per_registry must be >= 0")
         from whoiscrawl.crawl.ratelimit import RateLimits
+        from whoiscrawl.crawl.strategy.sources import parse_urls
 
+        try:
+            parse_urls(self.delegated_urls)
+        except ValueError as exc:
+            raise ConfigError(f"run config delegated_urls: {exc}") from None
         try:
             RateLimits.parse(self.rate_limits)
         except ValueError as exc:

@@ -164,9 +164,12 @@ class RdapClient:
         self.retry_after_max_s = retry_after_max_s
         self.max_body_bytes = max_body_bytes
 
-    async def lookup(self, addr: int, service: Service, rate_limited: bool = True) -> Result:
+    async def lookup(self, addr: int, service: Service, rate_limited: bool = True, *,
+                     path: str | None = None, parse: Callable[[int, str, dict, str], dict] | None = None) -> Result:
+        """``ip/<addr>`` by default; ``path`` asks another query of the same service (a prefix, a
+        relation search) and ``parse`` turns its body into the record (default: ``build_record``)."""
         addr_str = ipspace.to_str(addr)
-        url = f"{service.base_url}ip/{addr_str}"
+        url = f"{service.base_url}{path or 'ip/' + addr_str}"
         registry = service.registry
         visited = {url}
         redirected = False
@@ -221,12 +224,13 @@ class RdapClient:
                 self.stats.count("redirect", registry, "followed", new_registry)
                 registry, url, redirected = new_registry, target, True
                 continue
-            return self._classify(addr, registry, url, status, headers, raw, redirected)
+            return self._classify(addr, registry, url, status, headers, raw, redirected, parse or build_record)
         self.stats.count("redirect", registry, "refused", "too_many")
         return Fail("too_many_redirects", registry)
 
     def _classify(self, addr: int, registry: str, url: str, status: int, headers: Any,
-                  raw: bytes, redirected: bool) -> Result:
+                  raw: bytes, redirected: bool,
+                  parse: Callable[[int, str, dict, str], dict] = build_record) -> Result:
         if status == 429 or status == 403:
             pause = parse_retry_after(headers.get("Retry-After"))
             if pause is not None and pause > self.retry_after_max_s:
@@ -250,7 +254,8 @@ class RdapClient:
             window = notice_window_s(notice) or self.throttle_pause_s
             return Throttle("rate_limit_notice", registry, min(window, self.retry_after_max_s))
         try:
-            record = build_record(addr, registry, body, url)
+            record = parse(addr, registry, body, url)
         except BadResponse as exc:
             return Retry(f"bad_body/{exc.reason}", registry)
-        return Ok(record, registry, Service(registry, url.rsplit("/ip/", 1)[0] + "/"), redirected)
+        base = url.rsplit("/ip/", 1)[0] if "/ip/" in url else url.rsplit("/ips/", 1)[0]
+        return Ok(record, registry, Service(registry, base + "/"), redirected)

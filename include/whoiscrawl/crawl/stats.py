@@ -109,6 +109,16 @@ CATALOG: tuple[Stat, ...] = (
     Stat("index/all/rebuilt/{reason}", "Full reloads of the index (`epoch`: compacted or reset; `truncated`)."),
     Stat("index/all/compactions", "Compactions of the index's log."),
     Stat("index/all/reset", "Resets of the index."),
+    # --- the planned crawl (crawl/strategy)
+    Stat("plan/{registry}/query/{reason}", "Planned-crawl requests, by kind: `prefix` (an allocation), `search` "
+         "(RFC 9910), `probe` (an address in a gap), `seed` (a seed address the plan could not answer)."),
+    Stat("plan/{registry}/found", "Networks the planned crawl delivered (records acknowledged by Kafka)."),
+    Stat("plan/{registry}/search/{reason}", "Relation search answers `truncated` at the registry's cap "
+         "(continued after the last network listed) or `refused` as too large (split in halves)."),
+    Stat("plan/{registry}/walk/{reason}", "Allocations walked, by how: `search` (the registry advertises "
+         "rirSearch1) or `probes`."),
+    Stat("plan/{registry}/failed/{reason}", "Planned-crawl requests with no usable answer after the retry "
+         "policy, by reason (the space they cover stays unresolved)."),
 )
 
 

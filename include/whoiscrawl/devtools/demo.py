@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from whoiscrawl.devtools import stack
@@ -20,6 +21,15 @@ from whoiscrawl.settings import Settings
 
 #: Budgets for the simulator's fast profile: polite to it, quick for a demo.
 DEMO_RATE_LIMITS = ",".join(f"{r}=200/1" for r in REGISTRIES)
+#: The planned crawl's demo scale: each registry's few largest allocations walked, a small probe budget.
+DEMO_PLAN = {"WHOISCRAWL_PLAN_ALLOCATIONS_PER_REGISTRY": "3", "WHOISCRAWL_PLAN_PROBE_BUDGET": "300"}
+
+
+def simulator_delegated_urls(bootstrap_url: str) -> str:
+    """The simulator's delegated files as the ``delegated_urls`` Param (its ``/_delegated`` lists them)."""
+    base = bootstrap_url.split("/bootstrap/", 1)[0]
+    with urllib.request.urlopen(f"{base}/_delegated", timeout=10) as resp:
+        return ",".join(f"{r}={u}" for r, u in json.loads(resp.read()).items())
 
 
 def newest_report(output_dir: Path, since: float) -> Path | None:
@@ -35,12 +45,13 @@ def run_demo(limit: int = 20000, chunks: int = 8, random_seed: int = 2018,
         print("demo: the local stack did not come up (see above)", file=sys.stderr)
         return rc
     conn_env = stack.connection_env(settings)
-    env = {**airflow_env(settings), **conn_env}
+    env = {**airflow_env(settings), **conn_env, **DEMO_PLAN}
     ensure_db(env)
     output_dir = settings.home / "demo"
     conf = {"limit": limit, "chunks": chunks, "random_seed": random_seed,
             "bootstrap": conn_env["WHOISCRAWL_SIM_BOOTSTRAP_URL"], "rate_limits": DEMO_RATE_LIMITS,
-            "output_dir": str(output_dir), "fleet": "local"}
+            "output_dir": str(output_dir), "fleet": "local", "strategy": "planned",
+            "delegated_urls": simulator_delegated_urls(conn_env["WHOISCRAWL_SIM_BOOTSTRAP_URL"])}
     started = time.time()
     log_path = settings.home / "demo-airflow.log"
     print(f"demo: airflow dags test ipv4_whois_crawl ({limit} addresses, {chunks} chunks); log: {log_path}",

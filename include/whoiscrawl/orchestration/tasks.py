@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 #: DAG Params that set a crawl tunable of the run config (empty: the coordinator's environment, else the default).
-RUN_CONFIG_PARAMS = ("bootstrap", "rate_limits")
+RUN_CONFIG_PARAMS = ("bootstrap", "rate_limits", "strategy", "delegated_urls")
 
 
 def build_run_config(params: dict[str, Any]) -> RunConfig:
@@ -109,6 +109,8 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     key, chunk = descriptor["run"], int(descriptor["chunk"])
     master, replica = redis_clients(settings)
     cluster_cfg, run_state, config = read_run(replica, key)
+    if config.strategy == "planned":
+        return crawl_seed_planned(descriptor, attempt)
     bootstrap = Bootstrap(run_state["bootstrap"]["document"], run_state["bootstrap"]["source"],
                           names=config.registry_names)
     runstate.keep_alive(master, key)  # the run's state lives as long as its chunks keep coming
@@ -183,8 +185,91 @@ def report(drained: dict[str, Any], outcomes: list[dict[str, Any]], prepared: di
     result["run_config"] = config.as_dict()
     result["result_messages"] = drained["messages"]
     result["seed_invalid_lines"] = prepared["seed"]["invalid"]
+    from whoiscrawl.crawl.strategy.plan import read_summary
+
+    result["strategy"] = config.strategy
+    result["plan"] = read_summary(master, prepared["run"])  # which sources each registry's plan used
     path = Path(prepared["output_dir"]) / "coverage.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     result["output_dir"] = prepared["output_dir"]
     return result
+
+
+# --- the planned crawl (crawl/strategy) ---------------------------------------------------------------
+def _plan_components(descriptor: dict[str, Any], attempt: int, kind: str):
+    """What a planned-crawl task needs on this host: the run's config, Redis, Kafka, an executor."""
+    from confluent_kafka import Producer
+
+    from whoiscrawl.crawl.netindex import KnownNetworkIndex
+    from whoiscrawl.crawl.ratelimit import RegistryRateLimiter
+    from whoiscrawl.crawl.strategy.executor import PlanExecutor
+    from whoiscrawl.crawl.strategy.plan import resolved_key
+
+    settings = Settings()
+    key, chunk = descriptor["run"], int(descriptor["chunk"])
+    master, replica = redis_clients(settings)
+    cluster_cfg, run_state, config = read_run(replica, key)
+    host = host_id(settings.HOST_ID)
+    tracker = DeliveryTracker(Producer({**cluster_cfg["kafka"], **PRODUCER_OVERRIDES}))
+    telemetry = TelemetryReporter(tracker, config.metrics_topic, host,
+                                  f"{host}:{os.getpid()}:{key}:{kind}{chunk}:{attempt}", config.telemetry_interval_s)
+    stats = StatsCollector()
+    executor = PlanExecutor(
+        bootstrap=Bootstrap(run_state["bootstrap"]["document"], run_state["bootstrap"]["source"]),
+        index=KnownNetworkIndex(master, replica, key=runstate.index_key(key), sync_interval_s=0.25, stats=stats),
+        resolved=KnownNetworkIndex(master, replica, key=resolved_key(key), stats=stats),
+        limiter=RegistryRateLimiter(replica, host, config.rate_limit_table(), stats=stats),
+        tracker=tracker, config=config, run_key=key, chunk=chunk, stats=stats, telemetry=telemetry, host=host)
+    return master, config, executor
+
+
+def plan_crawl(prepared: dict[str, Any], configured: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plan (``planned`` strategy): each registry's allocations, split into chunks; none for ``classic``."""
+    from whoiscrawl.crawl.ratelimit import RegistryRateLimiter
+    from whoiscrawl.crawl.strategy import plan
+
+    del configured  # only ordering: the run config is in Redis
+    settings = Settings()
+    key = prepared["run"]
+    master, _ = redis_clients(settings)
+    _cluster_cfg, run_state, config = read_run(master, key, wait_s=5)
+    if config.strategy != "planned":
+        return []
+    stats = StatsCollector()
+    limiter = RegistryRateLimiter(master, host_id(settings.HOST_ID), config.rate_limit_table(), stats=stats)
+    allocations, sources = asyncio.run(plan.gather_sources(config, run_state["bootstrap"]["document"],
+                                                           limiter.acquire, stats))
+    items = plan.build_items(allocations, config.plan_probe_budget, config.plan_allocations_per_registry)
+    chunks = plan.split_items(items, int(params.get("chunks") or 8))
+    summary = {"sources": sources, "items": len(items), "chunks": len(chunks)}
+    plan.write_plan(master, key, chunks, summary)
+    log.info("plan: %d allocations in %d chunks; sources %s", len(items), len(chunks), json.dumps(sources))
+    return [{"run": key, "chunk": i, "items": len(c)} for i, c in enumerate(chunks)]
+
+
+def crawl_plan(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
+    """Walk one plan chunk's allocations on this host (prefix queries, relation searches, probes)."""
+    from whoiscrawl.crawl.strategy.plan import read_plan_chunk
+
+    master, _config, executor = _plan_components(descriptor, attempt, "plan")
+    items = read_plan_chunk(master, descriptor["run"], int(descriptor["chunk"]))
+    outcome = asyncio.run(executor.run_plan(items))
+    log.info("plan chunk %d: %d allocations, walks %s in %.1fs", outcome["chunk"], outcome["items"],
+             outcome["walks"], outcome["duration_s"])
+    return outcome
+
+
+def crawl_seed_planned(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
+    """A seed chunk after the plan: addresses answered from the networks found, the rest looked up."""
+    from whoiscrawl.crawl.strategy.tree import NetworkTree
+
+    master, _config, executor = _plan_components(descriptor, attempt, "seed")
+    key = descriptor["run"]
+    addrs = runstate.read_chunk(master, key, int(descriptor["chunk"]))
+    tree = NetworkTree.from_redis(master, runstate.index_key(key))  # the master: every walk's networks
+    outcome = asyncio.run(executor.run_seed(addrs, tree))
+    log.info("chunk %d (planned): %d addresses, %d answered from the plan, %d looked up, %d failed %s in %.1fs",
+             outcome.chunk, outcome.addresses, outcome.skipped, outcome.looked_up, outcome.failed,
+             outcome.failed_by_reason, outcome.duration_s)
+    return outcome.as_dict()
