@@ -13,9 +13,12 @@ Internet Registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).
 4. **crawl_chunk** (mapped, one task per chunk): skip addresses inside networks
    already found, look the rest up at the registry the RFC 9224 bootstrap
    names, within each registry's rate limit, and stream results to Kafka.
-5. **drain_results**: this run's results from Kafka to
-   `results.jsonl.gz` (one line per distinct network).
-6. **coverage_report**: `coverage.json`, also returned as the XCom.
+5. **drain_results** (after failed chunks too): this run's results from Kafka,
+   exactly once, to `networks.parquet`, `networks.jsonl.gz`, `addresses.parquet`
+   and the `whoiscrawl lookup` index (docs/datasets.md); fails if Kafka no longer
+   holds every result of the run. Emits the `whoiscrawl_networks` Asset.
+6. **coverage_report** (after failed chunks too): `coverage.json`, also returned
+   as the XCom; names the chunks that failed, and then fails the run.
 7. **teardown_fleet** (teardown): releases what provisioning launched.
 
 Connections: `redis_default`, `kafka_default`. Settings: `WHOISCRAWL_*`
@@ -27,9 +30,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
+from airflow.sdk import Asset, Param, dag, get_current_context, setup, task, teardown
 
 from whoiscrawl.orchestration.fleet import FLEET_KINDS
+
+#: The run's datasets (networks.parquet, networks.jsonl.gz, addresses.parquet); each event's extra names the folder.
+NETWORKS_ASSET = Asset(name="whoiscrawl_networks", uri="whoiscrawl://ipv4_whois_crawl/networks")
 
 DEFAULT_ARGS = {
     "owner": "whoiscrawl",
@@ -53,8 +59,9 @@ DEFAULT_ARGS = {
         "seed": Param("classic", type="string",
                       description="'classic' for the 4,706,768-address pattern, or the path of a file "
                                   "with one IPv4 address per line (invalid lines are reported and skipped)."),
-        "limit": Param(20000, type=["null", "integer"], minimum=0,
-                       description="Crawl only the first N seed addresses after shuffling; empty for all."),
+        "limit": Param(None, type=["null", "integer"], minimum=0,
+                       description="Crawl only the first N seed addresses after shuffling; empty (the "
+                                   "scheduled run) for all."),
         "random_seed": Param(2018, type="integer", description="Seed of the shuffle (recorded in the report)."),
         "chunks": Param(8, type="integer", minimum=1, maximum=1024,
                         description="Number of crawl tasks the seed is split into (at most max_map_length)."),
@@ -65,7 +72,7 @@ DEFAULT_ARGS = {
                              description="Per-registry budgets per host, e.g. 'lacnic=10/60+1000/3600'. "
                                          "Empty: WHOISCRAWL_RATE_LIMITS, else the documented defaults."),
         "output_dir": Param("", type="string",
-                            description="Folder for results.jsonl.gz and coverage.json (a subfolder per run). "
+                            description="Folder for the run's datasets and coverage.json (a subfolder per run). "
                                         "Empty: the project's data folder."),
         "fleet": Param("local", type="string", enum=list(FLEET_KINDS),
                        description="Where crawl tasks run: 'local' launches nothing; 'celery' checks that "
@@ -101,18 +108,25 @@ def ipv4_whois_crawl():
 
         return pipeline.crawl_chunk(descriptor, attempt=get_current_context()["ti"].try_number)
 
-    @task
-    def drain_results(outcomes: list[dict], prepared: dict) -> dict:
+    @task(trigger_rule="all_done", outlets=[NETWORKS_ASSET])
+    def drain_results(prepared: dict) -> dict:
         from whoiscrawl.orchestration import tasks as pipeline
 
-        del outcomes  # only ordering: drain after every chunk's results are acknowledged
-        return pipeline.drain_results(prepared, dict(get_current_context()["params"]))
+        ctx = get_current_context()
+        drained = pipeline.drain_results(prepared, dict(ctx["params"]))
+        ctx["outlet_events"][NETWORKS_ASSET].extra = {"run": prepared["run"], "output_dir": drained["output_dir"]}
+        return drained
 
-    @task
-    def coverage_report(drained: dict, outcomes: list[dict], prepared: dict) -> dict:
+    @task  # after the drain, which runs after failed chunks too
+    def coverage_report(drained: dict, prepared: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from whoiscrawl.orchestration import tasks as pipeline
 
-        return pipeline.report(drained, list(outcomes), prepared, dict(get_current_context()["params"]))
+        try:
+            return pipeline.report(drained, prepared, dict(get_current_context()["params"]))
+        except pipeline.ChunksFailed as exc:  # written already; a retry cannot help
+            raise AirflowFailException(str(exc)) from exc
 
     @teardown
     def teardown_fleet(fleet_info: dict) -> dict:
@@ -124,8 +138,9 @@ def ipv4_whois_crawl():
     fleet_info = provision_fleet()
     configured = configure_cluster(prepared, fleet_info)
     outcomes = crawl_chunk.expand(descriptor=configured)
-    drained = drain_results(outcomes, prepared)
-    report = coverage_report(drained, outcomes, prepared)
+    drained = drain_results(prepared)
+    outcomes >> drained  # drain once every chunk has finished or failed
+    report = coverage_report(drained, prepared)
     report >> teardown_fleet(fleet_info)
 
 

@@ -83,6 +83,16 @@ def test_crawl_dag_shape(dagbag):
     assert "crawl_chunk" in dag.get_task("drain_results").upstream_task_ids
     assert "drain_results" in dag.get_task("coverage_report").upstream_task_ids
     assert "configure_cluster" in crawl.upstream_task_ids
+    # the drain runs after failed chunks too (it names them); the report after the drain
+    assert dag.get_task("drain_results").trigger_rule == "all_done"
+    assert dag.get_task("coverage_report").upstream_task_ids >= {"drain_results"}
+
+
+def test_the_datasets_are_an_asset_a_downstream_dag_can_be_scheduled_on(dagbag):
+    from airflow.sdk import Asset
+
+    outlets = dagbag.dags["ipv4_whois_crawl"].get_task("drain_results").outlets
+    assert [o.uri for o in outlets if isinstance(o, Asset)] == ["whoiscrawl://ipv4_whois_crawl/networks"]
 
 
 def test_params_have_descriptions_for_the_ui_form(dagbag):
@@ -91,7 +101,7 @@ def test_params_have_descriptions_for_the_ui_form(dagbag):
     assert expected <= set(dag.params.keys())
     for name in expected:
         assert dag.params.get_param(name).description, name
-    assert dag.params["limit"] == 20000 and dag.params["fleet"] == "local"
+    assert dag.params["limit"] is None and dag.params["fleet"] == "local"  # the scheduled run is the full crawl
     assert dag.params.get_param("chunks").schema["maximum"] <= 1024  # within max_map_length
 
 

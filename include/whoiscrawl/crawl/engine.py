@@ -86,6 +86,8 @@ class Crawler:
         self._queues: dict[str, deque[Job]] = {}
         self._outstanding: Counter[str] = Counter()
         self._skipped = self._looked_up = self._failed = 0
+        #: (address, reason) of every failed address: the per-address outcomes the datasets need
+        self.failures: list[tuple[int, str]] = []
         self._acked_pending = 0
         # networks found but not yet acknowledged by Kafka: skipped here at once, shared only after the ack
         # (if the ack never comes the whole chunk fails and is retried, so skipping early loses nothing)
@@ -104,8 +106,9 @@ class Crawler:
         self._skipped += n
         self.stats.count("address", None, "skipped", "known_network", n=n)
 
-    def _fail(self, reason: str, registry: str | None) -> None:
+    def _fail(self, reason: str, registry: str | None, addr: int) -> None:
         self._failed += 1
+        self.failures.append((addr, reason))
         self._reasons[reason] += 1
         self.stats.count("address", registry, "failed", reason)
 
@@ -155,7 +158,7 @@ class Crawler:
         if action.pause_s is not None:
             self.limiter.pause(registry, action.pause_s, action.reason)
         if action.kind == "fail":
-            self._fail(action.reason, registry)
+            self._fail(action.reason, registry, job.addr)
             return True
         if action.not_before is not None:
             job.not_before = action.not_before
@@ -250,7 +253,7 @@ class Crawler:
             for addr in todo.tolist():
                 service = self.router.route(addr)
                 if service is None:
-                    self._fail("no_registry", None)
+                    self._fail("no_registry", None, addr)
                     continue
                 self.stats.count("address", service.registry, "routed")
                 self._queues.setdefault(service.registry, deque()).append(Job(addr, service))

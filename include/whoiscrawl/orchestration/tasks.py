@@ -10,7 +10,6 @@ overrides them.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import logging
 import os
@@ -22,9 +21,12 @@ from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.orchestration.connections import kafka_config, redis_clients
-from whoiscrawl.results.coverage import coverage_report
+from whoiscrawl.errors import WhoiscrawlError
+from whoiscrawl.results import chunks as chunk_store
+from whoiscrawl.results.coverage import coverage_report, status_counts
+from whoiscrawl.results.drain import drain_to_outputs
 from whoiscrawl.crawl.engine import Crawler
-from whoiscrawl.crawl.kafka_io import DeliveryTracker, end_offsets, make_consumer, read_range, PRODUCER_OVERRIDES
+from whoiscrawl.crawl.kafka_io import DeliveryTracker, end_offsets, make_consumer, PRODUCER_OVERRIDES
 from whoiscrawl.settings import Settings
 from whoiscrawl.crawl.telemetry import TelemetryReporter, host_id
 
@@ -119,6 +121,7 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     crawler = Crawler(bootstrap=bootstrap, index=index, limiter=limiter, tracker=tracker, config=config,
                       run_key=key, chunk=chunk, stats=stats, telemetry=telemetry, host=host)
     outcome = asyncio.run(crawler.run(addrs))
+    chunk_store.write_chunk_result(master, key, outcome.as_dict(), crawler.failures)
     log.info("chunk %d: %d addresses, %d looked up, %d skipped, %d failed %s in %.1fs", chunk,
              outcome.addresses, outcome.looked_up, outcome.skipped, outcome.failed,
              outcome.failed_by_reason, outcome.duration_s)
@@ -126,53 +129,61 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
 
 
 def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Read this run's results from Kafka into ``results.jsonl.gz``, one line per distinct network."""
+    """This run's results from Kafka into the run's datasets (results/drain.py), after failed chunks too."""
     settings = Settings()
     key = prepared["run"]
     master, _ = redis_clients(settings)
     _cluster_cfg, run_state, config = read_run(master, key, wait_s=5)
     start = {int(p): int(o) for p, o in run_state["results_start"].items()}
-    consumer = make_consumer(kafka_config(settings), group_id=f"whoiscrawl-drain-{key}")
-    out = Path(prepared["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    networks: dict[tuple[str, str], dict[str, Any]] = {}
-    messages = duplicates = 0
+    seed_parts = [runstate.read_chunk(master, key, int(c["chunk"])) for c in prepared["chunks"]]
+    consumer = make_consumer(kafka_config(settings), group_id=f"whoiscrawl-drain-{key}", offset_reset="error")
     try:
-        end = end_offsets(consumer, config.results_topic)
-        tmp = out / "results.jsonl.gz.tmp"
-        with gzip.open(tmp, "wt", encoding="utf-8") as fh:
-            for _k, value in read_range(consumer, config.results_topic, start, end):
-                record = json.loads(value)
-                if record.get("run") != key:
-                    continue
-                messages += 1
-                ident = (record["registry"], record["handle"])
-                if ident in networks:
-                    duplicates += 1
-                    continue
-                networks[ident] = {k: record[k] for k in ("registry", "start", "end")}
-                fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-        os.replace(tmp, out / "results.jsonl.gz")
+        drained = drain_to_outputs(consumer, config.results_topic, key, start, Path(prepared["output_dir"]),
+                                   seed_parts, chunk_store.read_chunk_results(master, key))
     finally:
         consumer.close()
-    runstate.write_networks(master, key, list(networks.values()))
-    log.info("drained %d result messages: %d distinct networks, %d duplicates", messages, len(networks), duplicates)
-    return {"results": str(out / "results.jsonl.gz"), "messages": messages,
-            "distinct_networks": len(networks), "duplicates": duplicates}
+    runstate.write_networks(master, key, drained.pop("network_list"))
+    return drained
 
 
-def report(drained: dict[str, Any], outcomes: list[dict[str, Any]], prepared: dict[str, Any],
+class ChunksFailed(WhoiscrawlError):
+    """Some chunks never finished: the outputs hold the rest, and the run must not look complete."""
+
+
+def report(drained: dict[str, Any], prepared: dict[str, Any],
            params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The coverage report: written to ``coverage.json`` and returned as the XCom."""
+    """The coverage report: written to ``coverage.json`` and returned as the XCom.
+
+    Runs after failed chunks too: it counts the chunks that finished, names the ones that did not,
+    and then fails (after writing) so the run does not look complete.
+    """
     master, _ = redis_clients(Settings())
-    networks = runstate.read_networks(master, prepared["run"])
-    _cluster_cfg, _run_state, config = read_run(master, prepared["run"], wait_s=5)
-    result = coverage_report(networks, outcomes, prepared["seed"]["count"], run=prepared["run"])
+    key = prepared["run"]
+    networks = runstate.read_networks(master, key)
+    _cluster_cfg, _run_state, config = read_run(master, key, wait_s=5)
+    finished = chunk_store.read_chunk_results(master, key)
+    outcomes = [finished[c]["outcome"] for c in sorted(finished)]
+    result = coverage_report(networks, outcomes, prepared["seed"]["count"], run=key)
+    status = status_counts(outcomes)
+    result["queries"] = status["queries"]
+    result["queries_per_covered_address"] = (status["queries"] / result["addresses_covered"]
+                                             if result["addresses_covered"] else None)
+    result["addresses_covered_per_query"] = (result["addresses_covered"] / status["queries"]
+                                             if status["queries"] else None)
+    result["per_registry_status"] = status["per_registry"]
+    result["per_status"] = drained["addresses"]
+    result["curve"] = drained["curve"]
+    result["chunks"] = len(prepared["chunks"])
+    result["failed_chunks"] = sorted(set(range(len(prepared["chunks"]))) - set(finished))
     result["run_config"] = config.as_dict()
     result["result_messages"] = drained["messages"]
     result["seed_invalid_lines"] = prepared["seed"]["invalid"]
-    path = Path(prepared["output_dir"]) / "coverage.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    out = Path(prepared["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    result["files"] = drained["files"] + ["coverage.json"]
+    (out / "coverage.json").write_text(json.dumps(result, indent=2))
     result["output_dir"] = prepared["output_dir"]
+    if result["failed_chunks"]:
+        raise ChunksFailed(f"run {key}: chunks {result['failed_chunks']} of {result['chunks']} did not finish; "
+                           f"{out / 'coverage.json'} and the datasets hold the others")
     return result
