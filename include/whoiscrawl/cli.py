@@ -1,4 +1,4 @@
-"""The ``whoiscrawl`` command: stack, fleet, simulator, seed, telemetry, bootstrap, settings, stats, demo."""
+"""The ``whoiscrawl`` command: stack, fleet, simulator, seed, telemetry, bootstrap, settings, stats, demo, lookup."""
 
 from __future__ import annotations
 
@@ -100,6 +100,30 @@ def _cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     return run_demo(limit=args.limit, chunks=args.chunks, random_seed=args.random_seed)
 
 
+def _cmd_lookup(args: argparse.Namespace, rest: list[str]) -> int:
+    from pathlib import Path
+
+    from whoiscrawl.results.lookup import LookupIndex, format_answer, newest_run
+    from whoiscrawl.settings import Settings
+
+    home = Settings().home
+    bases = [home / "runs", home / "demo"]
+    if args.run:
+        named = Path(args.run).expanduser()
+        run_dir = named if named.is_dir() else next((b / args.run for b in bases if (b / args.run).is_dir()), named)
+    else:
+        run_dir = newest_run(bases)
+    index = LookupIndex(run_dir)
+    addresses = args.address or (line.strip() for line in sys.stdin if line.strip())
+    try:
+        for address in addresses:
+            answer = index.lookup(address)
+            print(json.dumps(answer, default=str) if args.json else format_answer(answer), flush=not args.json)
+    finally:
+        index.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whoiscrawl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -136,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--chunks", type=int, default=8)
     d.add_argument("--random-seed", type=int, default=2018)
     d.set_defaults(func=_cmd_demo)
+    lk = sub.add_parser("lookup", help="who holds an address, from the newest run's output (or --run)")
+    lk.add_argument("address", nargs="*", help="IPv4 addresses; none: one per line from stdin")
+    lk.add_argument("--run", default="", help="a run folder, or a run key under the runs folders")
+    lk.add_argument("--json", action="store_true", help="one JSON object per address")
+    lk.set_defaults(func=_cmd_lookup)
     return p
 
 

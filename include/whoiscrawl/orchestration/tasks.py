@@ -22,7 +22,7 @@ from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.orchestration.connections import kafka_config, redis_clients
 from whoiscrawl.errors import WhoiscrawlError
-from whoiscrawl.results import chunks as chunk_store
+from whoiscrawl.results import chunks as chunk_store, coverage_map
 from whoiscrawl.results.coverage import coverage_report, status_counts
 from whoiscrawl.results.drain import drain_to_outputs
 from whoiscrawl.crawl.engine import Crawler
@@ -180,8 +180,9 @@ def report(drained: dict[str, Any], prepared: dict[str, Any],
     result["seed_invalid_lines"] = prepared["seed"]["invalid"]
     out = Path(prepared["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
-    result["files"] = drained["files"] + ["coverage.json"]
+    result["files"] = drained["files"] + ["coverage.json", "coverage.png"]
     (out / "coverage.json").write_text(json.dumps(result, indent=2))
+    coverage_map.render(networks, result, out / "coverage.png")
     result["output_dir"] = prepared["output_dir"]
     if result["failed_chunks"]:
         raise ChunksFailed(f"run {key}: chunks {result['failed_chunks']} of {result['chunks']} did not finish; "

@@ -28,7 +28,7 @@ ADDRESSES_PARQUET = "addresses.parquet"
 
 ENTITY = pa.struct([("handle", pa.string()), ("roles", pa.list_(pa.string())),
                     ("name", pa.string()), ("email", pa.string())])
-TS = pa.timestamp("s", tz="UTC")
+TS = pa.timestamp("ms", tz="UTC")  # Parquet has no second unit; ms round-trips unchanged
 
 NETWORK_SCHEMA = pa.schema([
     ("registry", pa.string()),
