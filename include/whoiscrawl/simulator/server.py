@@ -389,23 +389,31 @@ class Simulator:
         if bounds is None:
             return self._error(registry, client, 400, "Bad Request", _BAD_REQUEST)
         first, last = bounds
-        universe = self.universe
-        index = universe.lookup_range(first, last)
+        index = self.universe.lookup_range(first, last)
+        elsewhere = self._held_elsewhere(registry, client, first, index, f"ip/{query}")
+        if elsewhere is not None:
+            return elsewhere
         if index is not None:
-            holder = REGISTRIES[int(universe.registry_codes[index])]
-            if holder == registry:
-                assert self._renderer is not None
-                body = self._renderer.network_body(index, f"{self.base_urls[registry]}ip/{query}")
-                return Response(200, body, _RDAP)
+            assert self._renderer is not None
+            body = self._renderer.network_body(index, f"{self.base_urls[registry]}ip/{query}")
+            return Response(200, body, _RDAP)
+        return self._error(registry, client, 404, "Not Found", [f"No network found for {query}"])
+
+    def _held_elsewhere(self, registry: str, client: str, first: int, index: int | None,
+                        path: str) -> Response | None:
+        """The answer when ``registry`` does not hold the range: a redirect to its holder, or 404 for
+        reserved space; None when ``registry`` is the one to answer."""
+        universe = self.universe
+        if index is not None:
+            holder = universe.registry_of(index)
         elif universe.is_reserved(first):
             return self._error(registry, client, 404, "Not Found", ["Reserved address space (IANA)"])
         else:
             holder = universe.owner(first) or universe.bootstrap_registry(first)
-        if holder is not None and holder != registry:
-            self.stats.outcome(registry, client, "redirects")
-            return Response(REDIRECT_STATUS[registry], b"", _RDAP,
-                            [("Location", f"{self.base_urls[holder]}ip/{query}")])
-        return self._error(registry, client, 404, "Not Found", [f"No network found for {query}"])
+        if holder is None or holder == registry:
+            return None
+        self.stats.outcome(registry, client, "redirects")
+        return Response(REDIRECT_STATUS[registry], b"", _RDAP, [("Location", f"{self.base_urls[holder]}{path}")])
 
 
     def _relation_search(self, registry: str, request: Request, rest: str) -> Response:
@@ -424,18 +432,10 @@ class Simulator:
         if bounds is None:
             return self._error(registry, client, 400, "Bad Request", _BAD_REQUEST)
         first, last = bounds
-        universe = self.universe
-        index = universe.lookup_range(first, last)
-        if index is not None:
-            holder = universe.registry_of(index)
-        elif universe.is_reserved(first):
-            return self._error(registry, client, 404, "Not Found", ["Reserved address space (IANA)"])
-        else:
-            holder = universe.owner(first) or universe.bootstrap_registry(first)
-        if holder is not None and holder != registry:
-            self.stats.outcome(registry, client, "redirects")
-            return Response(REDIRECT_STATUS[registry], b"", _RDAP,
-                            [("Location", f"{self.base_urls[holder]}ips/rirSearch1/{rest}")])
+        index = self.universe.lookup_range(first, last)
+        elsewhere = self._held_elsewhere(registry, client, first, index, f"ips/rirSearch1/{rest}")
+        if elsewhere is not None:
+            return elsewhere
         relations, renderer = self._relations, self._renderer
         assert relations is not None and renderer is not None
         shown_key = key.replace("%20", " ")
