@@ -1,4 +1,4 @@
-"""The ``whoiscrawl`` command: stack, fleet, simulator, seed, telemetry, bootstrap, settings, stats, demo, lookup."""
+"""The ``whoiscrawl`` command: stack, fleet, simulator, seed, telemetry, bootstrap, settings, stats, demo, lookup, changes."""
 
 from __future__ import annotations
 
@@ -100,20 +100,28 @@ def _cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     return run_demo(limit=args.limit, chunks=args.chunks, random_seed=args.random_seed)
 
 
-def _cmd_lookup(args: argparse.Namespace, rest: list[str]) -> int:
-    from pathlib import Path
-
-    from whoiscrawl.results.lookup import LookupIndex, format_answer, newest_run
+def _run_bases() -> list:
+    """Where runs land by default: the DAG's output folder and the demo's."""
     from whoiscrawl.settings import Settings
 
     home = Settings().home
-    bases = [home / "runs", home / "demo"]
-    if args.run:
-        named = Path(args.run).expanduser()
-        run_dir = named if named.is_dir() else next((b / args.run for b in bases if (b / args.run).is_dir()), named)
-    else:
-        run_dir = newest_run(bases)
-    index = LookupIndex(run_dir)
+    return [home / "runs", home / "demo"]
+
+
+def _cmd_changes(args: argparse.Namespace, rest: list[str]) -> int:
+    from whoiscrawl.results.changes import write_changes
+    from whoiscrawl.results.lookup import resolve_run
+
+    bases = _run_bases()
+    print(json.dumps(write_changes(resolve_run(args.before, bases), resolve_run(args.after, bases))))
+    return 0
+
+
+def _cmd_lookup(args: argparse.Namespace, rest: list[str]) -> int:
+    from whoiscrawl.results.lookup import LookupIndex, format_answer, newest_run, resolve_run
+
+    bases = _run_bases()
+    index = LookupIndex(resolve_run(args.run, bases) if args.run else newest_run(bases))
     addresses = args.address or (line.strip() for line in sys.stdin if line.strip())
     try:
         for address in addresses:
@@ -165,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--run", default="", help="a run folder, or a run key under the runs folders")
     lk.add_argument("--json", action="store_true", help="one JSON object per address")
     lk.set_defaults(func=_cmd_lookup)
+    ch = sub.add_parser("changes", help="what changed between two runs: writes AFTER/changes.jsonl.gz")
+    ch.add_argument("before", help="the earlier run (folder or run key)")
+    ch.add_argument("after", help="the later run (folder or run key)")
+    ch.set_defaults(func=_cmd_changes)
     return p
 
 

@@ -63,7 +63,7 @@ def test_dag_crawls_the_simulator_and_reports_exactly_what_it_found(stack_env):
     assert len(reports) == 1
     run_dir = reports[0].parent
     report = json.loads(reports[0].read_text())
-    results = [json.loads(line) for line in gzip.open(run_dir / "results.jsonl.gz", "rt")]
+    results = [json.loads(line) for line in gzip.open(run_dir / "networks.jsonl.gz", "rt")]
 
     # the seed the DAG crawled is the classic pattern's shuffle, cut to the limit
     expected_seed = seed.classic_pattern()
@@ -115,6 +115,71 @@ def test_dag_crawls_the_simulator_and_reports_exactly_what_it_found(stack_env):
     assert report["counters"]["Got WHOIS"] == report["looked_up"]
     assert report["counters"]["Within Known CIDR Block"] == report["skipped"]
     assert report["counters"]["Failed to lookup WHOIS"] == report["failed"]
+    check_datasets(run_dir, report, results, crawled, universe, full_env)
+
+
+def check_datasets(run_dir, report, results, crawled, universe, env):
+    """networks.parquet, addresses.parquet, the lookup index and coverage.png against the universe."""
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from whoiscrawl.results import coverage_map
+
+    nets = pq.read_table(run_dir / "networks.parquet").to_pylist()
+    assert [(n["registry"], n["handle"], n["start_int"], n["end_int"]) for n in nets] == \
+        [(r["registry"], r["handle"], ipspace.to_int(r["start"]), ipspace.to_int(r["end"])) for r in results]
+    assert all(n["fetched_at"] is not None and n["found_by"] == "lookup" for n in nets)
+    by_handle = {(n["registry"], n["handle"]): n for n in nets}
+
+    addrs = pq.read_table(run_dir / "addresses.parquet").to_pylist()
+    assert sorted(a["address_int"] for a in addrs) == sorted(crawled.tolist())
+    queried = {ipspace.to_int(r["query"]) for r in results}
+    hows = {}
+    for a in addrs:
+        hows[a["how"]] = hows.get(a["how"], 0) + 1
+        truth = universe.lookup(a["address_int"])
+        if a["how"] == "failed":
+            assert truth is None and a["reason"] == "not_found" and a["handle"] is None
+            continue
+        assert a["how"] in ("looked_up", "inside"), a
+        net = by_handle[(a["registry"], a["handle"])]
+        assert net["start_int"] <= a["address_int"] <= net["end_int"]
+        # most specific: no network of the run inside this one also holds the address
+        assert not any(n["size"] < net["size"] and n["start_int"] <= a["address_int"] <= n["end_int"] for n in nets)
+        if a["how"] == "looked_up":
+            assert a["address_int"] in queried
+            truth_net = universe.network(truth)
+            assert (a["registry"], a["handle"]) == (truth_net.registry, truth_net.handle)
+    assert hows == report["per_status"]
+    assert hows.get("looked_up", 0) == len(queried) and hows.get("failed", 0) == report["failed"]
+    assert report["failed_chunks"] == [] and report["queries"] >= report["looked_up"]
+    assert report["curve"]["addresses_covered"][-1] == report["addresses_covered"]
+    assert report["curve"]["queries"][-1] == report["distinct_networks"]
+
+    # whoiscrawl lookup answers from this run: the universe's network for a looked-up address
+    probe = next(a for a in addrs if a["how"] == "looked_up")
+    cmd = [str(Path(sys.executable).with_name("whoiscrawl")), "lookup", "--json", "--run", str(run_dir)]
+    proc = subprocess.run(cmd, input=f"{probe['address']}\n250.0.0.1\n", env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    first, second = [json.loads(line) for line in proc.stdout.splitlines()]
+    truth_net = universe.network(universe.lookup(probe["address_int"]))
+    assert (first["registry"], first["network"]["handle"]) == (truth_net.registry, truth_net.handle)
+    assert second["found"] is False
+
+    # coverage.png: a looked-up network's pixel carries its registry's colour (where one registry holds its /24)
+    img = Image.open(run_dir / "coverage.png").convert("RGB")
+    checked = 0
+    for n in nets:
+        block = n["start_int"] >> 8
+        touching = {m["registry"] for m in nets if m["start_int"] >> 8 <= block <= m["end_int"] >> 8}
+        if touching == {n["registry"]}:
+            assert img.getpixel(coverage_map.pixel_of(n["start_int"])) == coverage_map.COLOURS[n["registry"]]
+            checked += 1
+    assert checked > 0
 
 
 def test_telemetry_command_prints_the_cluster_aggregate(stack_env):

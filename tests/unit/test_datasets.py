@@ -190,3 +190,34 @@ def test_write_table_is_atomic(tmp_path):
 
     write_table(pa.table({"a": [1]}), tmp_path / "x.parquet")
     assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]
+
+
+def test_changes_between_two_runs_name_exactly_what_changed(tmp_path):
+    from whoiscrawl.results.changes import write_changes
+
+    before, after = tmp_path / "a", tmp_path / "b"
+    old = [rec("ripencc", "KEEP", "193.0.0.0", "193.0.7.255"),
+           rec("ripencc", "RENAMED", "193.1.0.0", "193.1.0.255"),
+           rec("ripencc", "GOES", "193.2.0.0", "193.2.0.255"),
+           rec("arin", "NET-T", "8.0.0.0", "8.0.0.255"),
+           rec("apnic", "SPLIT", "1.0.0.0", "1.0.1.255")]
+    new = [rec("ripencc", "KEEP", "193.0.0.0", "193.0.7.255", fetched_at="2027-01-01T00:00:00Z"),  # re-fetched only
+           {**rec("ripencc", "RENAMED", "193.1.0.0", "193.1.0.255"), "name": "new-name", "country": "DE"},
+           rec("lacnic", "NET-T-LAC", "8.0.0.0", "8.0.0.255"),  # transferred
+           rec("apnic", "SPLIT-A", "1.0.0.0", "1.0.0.255"), rec("apnic", "SPLIT-B", "1.0.1.0", "1.0.1.255")]
+    for folder, rows in ((before, old), (after, new)):
+        writer = NetworkWriter(folder)
+        for r in rows:
+            writer.write(r)
+        writer.close()
+    summary = write_changes(before, after)
+    assert {k: summary[k] for k in ("new", "removed", "changed", "moved")} == \
+        {"new": 2, "removed": 2, "changed": 1, "moved": 1}
+    assert summary["changed_fields"] == {"country": 1, "name": 1}
+    lines = [json.loads(x) for x in gzip.open(after / "changes.jsonl.gz", "rt")]
+    got = sorted((c["change"], c["handle"], tuple(c["fields"])) for c in lines)
+    assert got == [("changed", "RENAMED", ("name", "country")), ("moved", "NET-T-LAC", ("registry", "handle", "name")),
+                   ("new", "SPLIT-A", ()), ("new", "SPLIT-B", ()),
+                   ("removed", "GOES", ()), ("removed", "SPLIT", ())]
+    same = write_changes(before, before)
+    assert {k: same[k] for k in ("new", "removed", "changed", "moved")} == {"new": 0, "removed": 0, "changed": 0, "moved": 0}

@@ -66,6 +66,17 @@ def newest_run(bases: Iterable[Path]) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime).parent
 
 
+def resolve_run(name: str, bases: Iterable[Path]) -> Path:
+    """A run folder from a path, or from a run key under one of ``bases``."""
+    named = Path(name).expanduser()
+    if named.is_dir():
+        return named
+    for base in bases:
+        if (Path(base) / name).is_dir():
+            return Path(base) / name
+    raise NoRunIndex(f"no run folder {name!r} (neither a folder nor a run under " + ", ".join(map(str, bases)) + ")")
+
+
 class LookupIndex:
     """An open run index: ``lookup(address)`` answers from two B-tree descents and a few row reads."""
 
