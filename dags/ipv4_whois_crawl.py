@@ -19,7 +19,10 @@ Internet Registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).
    holds every result of the run. Emits the `whoiscrawl_networks` Asset.
 6. **coverage_report** (after failed chunks too): `coverage.json`, also returned
    as the XCom; names the chunks that failed, and then fails the run.
-7. **teardown_fleet** (teardown): releases what provisioning launched.
+7. **report_changes** (re-crawls only; skipped otherwise): `changes.jsonl.gz`
+   against the run it started from, the summary as the XCom; emits the
+   `whoiscrawl_changes` Asset.
+8. **teardown_fleet** (teardown): releases what provisioning launched.
 
 Connections: `redis_default`, `kafka_default`. Settings: `WHOISCRAWL_*`
 environment variables (see the README).
@@ -36,6 +39,8 @@ from whoiscrawl.orchestration.fleet import FLEET_KINDS
 
 #: The run's datasets (networks.parquet, networks.jsonl.gz, addresses.parquet); each event's extra names the folder.
 NETWORKS_ASSET = Asset(name="whoiscrawl_networks", uri="whoiscrawl://ipv4_whois_crawl/networks")
+#: A re-crawl's change report (changes.jsonl.gz); updated only by re-crawls.
+CHANGES_ASSET = Asset(name="whoiscrawl_changes", uri="whoiscrawl://ipv4_whois_crawl/changes")
 
 DEFAULT_ARGS = {
     "owner": "whoiscrawl",
@@ -74,6 +79,14 @@ DEFAULT_ARGS = {
         "output_dir": Param("", type="string",
                             description="Folder for the run's datasets and coverage.json (a subfolder per run). "
                                         "Empty: the project's data folder."),
+        "previous_run": Param("", type="string",
+                              description="Re-crawl from an earlier run's networks (its run key or folder): one "
+                                          "query per known network, oldest fetched first, within `limit`, plus "
+                                          "`gap_samples`; writes changes.jsonl.gz. Empty: a scheduled run starts "
+                                          "from the newest completed run, a manual one crawls afresh; 'none': "
+                                          "always afresh."),
+        "gap_samples": Param(10000, type="integer", minimum=0,
+                             description="A re-crawl's samples of the space the earlier run found nothing in."),
         "fleet": Param("local", type="string", enum=list(FLEET_KINDS),
                        description="Where crawl tasks run: 'local' launches nothing; 'celery' checks that "
                                    "the CeleryExecutor fleet's workers answer and crawls on them."),
@@ -85,7 +98,7 @@ def ipv4_whois_crawl():
         from whoiscrawl.orchestration import tasks as pipeline
 
         ctx = get_current_context()
-        return pipeline.prepare_seed(dict(ctx["params"]), ctx["run_id"])
+        return pipeline.prepare_seed(dict(ctx["params"]), ctx["run_id"], run_type=str(ctx["dag_run"].run_type))
 
     @setup
     def provision_fleet() -> dict:
@@ -128,6 +141,19 @@ def ipv4_whois_crawl():
         except pipeline.ChunksFailed as exc:  # written already; a retry cannot help
             raise AirflowFailException(str(exc)) from exc
 
+    @task(outlets=[CHANGES_ASSET])
+    def report_changes(prepared: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from whoiscrawl.orchestration import tasks as pipeline
+
+        summary = pipeline.report_changes(prepared)
+        if summary is None:
+            raise AirflowSkipException("a full crawl: nothing to compare with")
+        get_current_context()["outlet_events"][CHANGES_ASSET].extra = {"run": prepared["run"],
+                                                                       "output_dir": prepared["output_dir"]}
+        return summary
+
     @teardown
     def teardown_fleet(fleet_info: dict) -> dict:
         from whoiscrawl.orchestration.fleet import provider_for
@@ -141,7 +167,9 @@ def ipv4_whois_crawl():
     drained = drain_results(prepared)
     outcomes >> drained  # drain once every chunk has finished or failed
     report = coverage_report(drained, prepared)
-    report >> teardown_fleet(fleet_info)
+    changes = report_changes(prepared)
+    drained >> changes
+    [report, changes] >> teardown_fleet(fleet_info)
 
 
 ipv4_whois_crawl()

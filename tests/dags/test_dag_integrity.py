@@ -74,7 +74,7 @@ def test_crawl_dag_shape(dagbag):
     dag = dagbag.dags["ipv4_whois_crawl"]
     ids = {t.task_id for t in dag.tasks}
     assert ids == {"prepare_seed", "provision_fleet", "configure_cluster", "crawl_chunk",
-                   "drain_results", "coverage_report", "teardown_fleet"}
+                   "drain_results", "coverage_report", "report_changes", "teardown_fleet"}
     assert dag.get_task("provision_fleet").is_setup
     assert dag.get_task("teardown_fleet").is_teardown
     # the crawl is mapped over chunks and the drain waits for all of them
@@ -93,11 +93,14 @@ def test_the_datasets_are_an_asset_a_downstream_dag_can_be_scheduled_on(dagbag):
 
     outlets = dagbag.dags["ipv4_whois_crawl"].get_task("drain_results").outlets
     assert [o.uri for o in outlets if isinstance(o, Asset)] == ["whoiscrawl://ipv4_whois_crawl/networks"]
+    outlets = dagbag.dags["ipv4_whois_crawl"].get_task("report_changes").outlets
+    assert [o.uri for o in outlets if isinstance(o, Asset)] == ["whoiscrawl://ipv4_whois_crawl/changes"]
 
 
 def test_params_have_descriptions_for_the_ui_form(dagbag):
     dag = dagbag.dags["ipv4_whois_crawl"]
-    expected = {"seed", "limit", "random_seed", "chunks", "bootstrap", "rate_limits", "output_dir", "fleet"}
+    expected = {"seed", "limit", "random_seed", "chunks", "bootstrap", "rate_limits", "output_dir", "fleet",
+                "previous_run", "gap_samples"}
     assert expected <= set(dag.params.keys())
     for name in expected:
         assert dag.params.get_param(name).description, name

@@ -149,12 +149,12 @@ def check_datasets(run_dir, report, results, crawled, universe, env):
         assert net["start_int"] <= a["address_int"] <= net["end_int"]
         # most specific: no network of the run inside this one also holds the address
         assert not any(n["size"] < net["size"] and n["start_int"] <= a["address_int"] <= n["end_int"] for n in nets)
-        if a["how"] == "looked_up":
-            assert a["address_int"] in queried
+        if a["how"] == "looked_up":  # its own record, kept or dropped as a second find of its network
             truth_net = universe.network(truth)
             assert (a["registry"], a["handle"]) == (truth_net.registry, truth_net.handle)
     assert hows == report["per_status"]
-    assert hows.get("looked_up", 0) == len(queried) and hows.get("failed", 0) == report["failed"]
+    assert hows.get("looked_up", 0) == report["looked_up"] >= len(queried)
+    assert hows.get("failed", 0) == report["failed"]
     assert report["failed_chunks"] == [] and report["queries"] >= report["looked_up"]
     assert report["curve"]["addresses_covered"][-1] == report["addresses_covered"]
     assert report["curve"]["queries"][-1] == report["distinct_networks"]

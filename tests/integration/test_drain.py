@@ -92,6 +92,13 @@ def test_reruns_retried_chunks_and_other_runs_add_no_row(kafka, tmp_path):
     assert pq.read_table(tmp_path / "addresses.parquet").num_rows == 21
     assert {p.name for p in tmp_path.iterdir()} == before  # no leftovers, nothing appended
 
+    # chunk 1 never finished: the drain still writes everything, names it, and its uncovered address is not_crawled
+    partial = drain(servers, topic, "run-a", start, tmp_path, seed_parts, {0: failures[0]})
+    assert partial["failed_chunks"] == [1] and partial["distinct_networks"] == 20
+    rows = {a["address"]: a for a in pq.read_table(tmp_path / "addresses.parquet").to_pylist()}
+    assert (rows["12.0.0.1"]["how"], rows["12.0.0.1"]["reason"], rows["12.0.0.1"]["chunk"]) == \
+        ("not_crawled", "chunk_failed", 1)
+
 
 class ShortRetentionBroker(KafkaBroker):
     """The real broker, checking retention every second instead of every five minutes."""

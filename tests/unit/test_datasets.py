@@ -221,3 +221,22 @@ def test_changes_between_two_runs_name_exactly_what_changed(tmp_path):
                    ("removed", "GOES", ()), ("removed", "SPLIT", ())]
     same = write_changes(before, before)
     assert {k: same[k] for k in ("new", "removed", "changed", "moved")} == {"new": 0, "removed": 0, "changed": 0, "moved": 0}
+
+
+def test_recrawl_plan_probes_each_network_where_it_is_the_most_specific(tmp_path):
+    from whoiscrawl.results.recrawl import plan
+
+    writer = NetworkWriter(tmp_path)
+    for i, r in enumerate(NESTED):
+        writer.write({**r, "fetched_at": f"2026-03-0{4 - i}T00:00:00Z"})  # the last one is the oldest
+    writer.close()
+    full = plan(tmp_path, budget=None, gap_samples=5, random_seed=1)
+    probes = dict(zip(full["probes"], map(tuple, full["checked"])))
+    assert probes == {I("8.0.0.0"): ("arin", "NET-8"), I("193.0.6.0"): ("ripencc", "RIPE-NCC-6"),
+                      I("193.0.0.0"): ("ripencc", "RIPE-NCC"), I("193.0.8.0"): ("ripencc", "ALLOC-193")}
+    assert full["probes"][0] == I("8.0.0.0")  # oldest fetched first
+    assert len(full["gaps"]) == 5 and NetworkMap.build(
+        np.array([I(r["start"]) for r in NESTED]), np.array([I(r["end"]) for r in NESTED])).most_specific(
+        np.array(full["gaps"])).max() == -1
+    cut = plan(tmp_path, budget=2, gap_samples=0, random_seed=1)
+    assert cut["probes"] == [I("8.0.0.0"), I("193.0.6.0")] and cut["gaps"] == []

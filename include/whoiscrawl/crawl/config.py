@@ -73,6 +73,9 @@ class RunConfig:
     retry_after_max_s: float = _tunable(
         600.0, "Longest Retry-After pause honoured; longer ones fail the address for a later run.")
     telemetry_interval_s: float = _tunable(60.0, "How often each host reports its counters to the metrics topic.")
+    skip_known_networks: int = _tunable(
+        1, "1: an address inside a network this run already found is skipped (the crawl); 0: every address "
+           "is looked up (a re-crawl, whose probes of children must not be hidden by their parents).")
 
     def __post_init__(self) -> None:
         for f in fields(self):

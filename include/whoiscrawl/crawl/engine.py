@@ -188,7 +188,7 @@ class Crawler:
             delay = job.not_before - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if self.index.contains(job.addr) or self._in_unacked(job.addr):
+            if self.config.skip_known_networks and (self.index.contains(job.addr) or self._in_unacked(job.addr)):
                 self._skip()
                 self._finish(registry, wakeup)
                 continue
@@ -235,7 +235,8 @@ class Crawler:
         started = time.monotonic()
         total = len(addrs)
         self.index.sync()
-        known = self.index.contains_many(addrs) if total else np.zeros(0, bool)
+        known = self.index.contains_many(addrs) if total and self.config.skip_known_networks \
+            else np.zeros(total, bool)
         if known.any():
             self._skip(int(known.sum()))
         todo = np.asarray(addrs)[~known]

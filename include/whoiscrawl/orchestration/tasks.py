@@ -24,7 +24,10 @@ from whoiscrawl.orchestration.connections import kafka_config, redis_clients
 from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.results import chunks as chunk_store, coverage_map
 from whoiscrawl.results.coverage import coverage_report, status_counts
+from whoiscrawl.results.changes import write_changes
 from whoiscrawl.results.drain import drain_to_outputs
+from whoiscrawl.results.lookup import resolve_run
+from whoiscrawl.results.recrawl import completed_runs, plan as recrawl_plan, read_plan, write_plan
 from whoiscrawl.crawl.engine import Crawler
 from whoiscrawl.crawl.kafka_io import DeliveryTracker, end_offsets, make_consumer, PRODUCER_OVERRIDES
 from whoiscrawl.settings import Settings
@@ -53,23 +56,43 @@ def output_dir(params: dict[str, Any], key: str) -> Path:
     return Path(base).expanduser() / key
 
 
-def prepare_seed(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+def previous_run(params: dict[str, Any], run_type: str = "manual") -> Path | None:
+    """The earlier run a re-crawl starts from: the ``previous_run`` Param, else for a scheduled run the
+    newest completed run in the output folder; ``none`` (or nothing found): a full crawl."""
+    name = str(params.get("previous_run") or "").strip()
+    base = output_dir(params, "")  # the folder the runs are in
+    if name.lower() == "none":
+        return None
+    if name:
+        return resolve_run(name, [base])
+    done = completed_runs([base]) if run_type == "scheduled" else []
+    return done[-1] if done else None
+
+
+def prepare_seed(params: dict[str, Any], run_id: str, run_type: str = "manual") -> dict[str, Any]:
     """Write the seed list (sqlite, kept with the run's output) and publish its chunks to Redis.
 
     Chunks go to Redis at once so that no later task, on whatever host, needs this host's files.
+    A re-crawl's seed is its plan (results/recrawl.py): one probe per known network, then gap samples.
     """
     key = runstate.run_key(run_id)
     out = output_dir(params, key)
     db = out / "seed.sqlite"
-    summary = seed.prepare_seed(db, source=params.get("seed") or "classic",
-                                limit=params.get("limit"), random_seed=int(params.get("random_seed", 2018)))
+    source, limit, recrawl = params.get("seed") or "classic", params.get("limit"), None
+    previous = previous_run(params, run_type)
+    if previous is not None:
+        planned = recrawl_plan(previous, limit, int(params.get("gap_samples") or 0), int(params.get("random_seed", 2018)))
+        source, limit = str(write_plan(out, planned)), None
+        recrawl = {"previous": str(previous), "probes": len(planned["probes"]), "gaps": len(planned["gaps"]),
+                   "known": planned["known"], "unprobeable": planned["unprobeable"]}
+    summary = seed.prepare_seed(db, source=source, limit=limit, random_seed=int(params.get("random_seed", 2018)))
     bounds = seed.chunk_bounds(summary.count, int(params.get("chunks") or 8))
     master, _ = redis_clients(Settings())
     for i, (offset, count) in enumerate(bounds):
         runstate.write_chunk(master, key, i, seed.read_range(db, offset, count))
     log.info("seed: %d addresses (%d invalid lines, %d reserved, %d duplicates) in %d chunks",
              summary.count, summary.invalid, summary.reserved, summary.duplicates, len(bounds))
-    return {"run": key, "output_dir": str(out), "seed": summary.as_dict(),
+    return {"run": key, "output_dir": str(out), "seed": summary.as_dict(), "recrawl": recrawl,
             "chunks": [{"chunk": i, "offset": o, "count": c} for i, (o, c) in enumerate(bounds)]}
 
 
@@ -80,6 +103,8 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
     """
     settings = Settings()
     config = build_run_config(params)
+    if prepared.get("recrawl"):
+        config = config.with_overrides({"skip_known_networks": 0})
     key = prepared["run"]
     master, _ = redis_clients(settings)
     kafka = kafka_config(settings)
@@ -188,3 +213,18 @@ def report(drained: dict[str, Any], prepared: dict[str, Any],
         raise ChunksFailed(f"run {key}: chunks {result['failed_chunks']} of {result['chunks']} did not finish; "
                            f"{out / 'coverage.json'} and the datasets hold the others")
     return result
+
+
+def report_changes(prepared: dict[str, Any]) -> dict[str, Any] | None:
+    """A re-crawl's change report against the run it started from: ``changes.jsonl.gz`` and its summary.
+
+    None for a full crawl (the DAG task then skips, and the changes Asset gets no event).
+    """
+    if not prepared.get("recrawl"):
+        return None
+    out = Path(prepared["output_dir"])
+    planned = read_plan(out) or {}
+    summary = write_changes(Path(prepared["recrawl"]["previous"]), out, checked=planned.get("checked"))
+    summary.update({k: prepared["recrawl"][k] for k in ("probes", "gaps", "known", "unprobeable")})
+    log.info("changes: %s", summary)
+    return summary

@@ -80,13 +80,24 @@ def read_networks(run_dir: Path) -> list[dict[str, Any]]:
     return pq.read_table(Path(run_dir) / NETWORKS_PARQUET, columns=["registry", *COMPARED]).to_pylist()
 
 
-def write_changes(before_dir: Path, after_dir: Path) -> dict[str, Any]:
-    """Compare two run folders; write ``after_dir/changes.jsonl.gz``; return the summary."""
-    changes = diff_networks(read_networks(before_dir), read_networks(after_dir))
+def write_changes(before_dir: Path, after_dir: Path,
+                  checked: Iterable[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Compare two run folders; write ``after_dir/changes.jsonl.gz``; return the summary.
+
+    ``checked``: the earlier networks the later run re-checked (a re-crawl); the others, unless found
+    again, are left out (``unchecked``), not reported removed. None: the later run is complete.
+    """
+    before, after = read_networks(before_dir), read_networks(after_dir)
+    unchecked = 0
+    if checked is not None:
+        keep = {tuple(k) for k in checked} | {(n["registry"], n["handle"]) for n in after}
+        kept = [n for n in before if (n["registry"], n["handle"]) in keep]
+        unchecked, before = len(before) - len(kept), kept
+    changes = diff_networks(before, after)
     path = Path(after_dir) / CHANGES_JSONL
     tmp = Path(str(path) + ".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as fh:
         for change in changes:
             fh.write(json.dumps(change, default=str, separators=(",", ":")) + "\n")
     os.replace(tmp, path)
-    return {"before": str(before_dir), "after": str(after_dir), **summarise(changes)}
+    return {"before": str(before_dir), "after": str(after_dir), **summarise(changes), "unchecked": unchecked}
