@@ -202,3 +202,32 @@ def test_telemetry_command_prints_the_cluster_aggregate(stack_env):
     assert agg["Failed to lookup WHOIS"] == report["failed"]
     assert agg["reporters"] == 3  # one per chunk
     assert len(agg["hosts"]) == 1
+
+
+def test_a_recrawl_of_the_unchanged_simulator_reports_no_change(stack_env):
+    """The second run starts from the first one's networks: one probe each, some gap samples, zero changes."""
+    import pyarrow.parquet as pq
+
+    settings, env, home = stack_env
+    full_env = {**env, **airflow_env(settings), **connection_env(settings)}
+    out = home / "runs"
+    first = sorted(out.glob("*/coverage.json"), key=lambda p: p.stat().st_mtime)[0].parent
+    conf = {"previous_run": first.name, "limit": None, "gap_samples": 40, "chunks": 2,
+            "bootstrap": full_env["WHOISCRAWL_SIM_BOOTSTRAP_URL"], "rate_limits": DEMO_RATE_LIMITS,
+            "output_dir": str(out), "fleet": "local"}
+    started = time.time()
+    proc = run_airflow(["dags", "test", "ipv4_whois_crawl", "-c", json.dumps(conf)], full_env,
+                       capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
+    run_dir = next(p.parent for p in out.glob("*/coverage.json") if p.stat().st_mtime >= started)
+    plan = json.loads((run_dir / "recrawl.json").read_text())
+    before = pq.read_table(first / "networks.parquet").to_pylist()
+    assert plan["previous"] == str(first) and plan["known"] == len(before)
+    assert len(plan["checked"]) == len(before) - plan["unprobeable"] > 0
+    lines = gzip.open(run_dir / "changes.jsonl.gz", "rt").read().splitlines()
+    assert lines == []
+    after = {(n["registry"], n["handle"]) for n in pq.read_table(run_dir / "networks.parquet").to_pylist()}
+    assert {tuple(k) for k in plan["checked"]} <= after  # every probe found its network again
+    report = json.loads((run_dir / "coverage.json").read_text())
+    assert report["skipped"] == 0  # a re-crawl looks every probe up: parents hide no child
+    assert report["seed_addresses"] == len(plan["checked"]) + plan["gap_count"] and plan["gap_count"] == 40

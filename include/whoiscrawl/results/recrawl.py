@@ -58,7 +58,7 @@ def plan(previous: Path, budget: int | None, gap_samples: int, random_seed: int)
     room = gap_samples if budget is None else max(0, budget - len(order))
     gaps = pool[: min(gap_samples, room)]
     return {"previous": str(previous), "probes": probe[order].tolist(), "gaps": gaps.tolist(),
-            "checked": checked, "known": len(starts), "unprobeable": int((probe < 0).sum())}
+            "checked": checked, "gap_count": len(gaps), "known": len(starts), "unprobeable": int((probe < 0).sum())}
 
 
 def write_plan(out_dir: Path, planned: dict[str, Any]) -> Path:
