@@ -223,20 +223,25 @@ def test_changes_between_two_runs_name_exactly_what_changed(tmp_path):
     assert {k: same[k] for k in ("new", "removed", "changed", "moved")} == {"new": 0, "removed": 0, "changed": 0, "moved": 0}
 
 
-def test_recrawl_plan_probes_each_network_where_it_is_the_most_specific(tmp_path):
+def test_recrawl_plan_probes_each_network_with_the_query_that_found_it(tmp_path):
     from whoiscrawl.results.recrawl import plan
 
     writer = NetworkWriter(tmp_path)
     for i, r in enumerate(NESTED):
         writer.write({**r, "fetched_at": f"2026-03-0{4 - i}T00:00:00Z"})  # the last one is the oldest
     writer.close()
-    full = plan(tmp_path, budget=None, gap_samples=5, random_seed=1)
-    probes = dict(zip(full["probes"], map(tuple, full["checked"])))
-    assert probes == {I("8.0.0.0"): ("arin", "NET-8"), I("193.0.6.0"): ("ripencc", "RIPE-NCC-6"),
-                      I("193.0.0.0"): ("ripencc", "RIPE-NCC"), I("193.0.8.0"): ("ripencc", "ALLOC-193")}
-    assert full["probes"][0] == I("8.0.0.0")  # oldest fetched first
-    assert len(full["gaps"]) == 5 and NetworkMap.build(
-        np.array([I(r["start"]) for r in NESTED]), np.array([I(r["end"]) for r in NESTED])).most_specific(
-        np.array(full["gaps"])).max() == -1
+    starts = np.array([I(r["start"]) for r in NESTED])
+    ends = np.array([I(r["end"]) for r in NESTED])
+    nets = {"registry": np.array([r["registry"] for r in NESTED], dtype=object),
+            "handle": np.array([r["handle"] for r in NESTED], dtype=object), "start_int": starts, "end_int": ends}
+    seed = np.array([I("193.0.6.139"), I("9.0.0.1"), I("9.0.0.2"), I("9.0.0.3")])
+    owner = NetworkMap.build(starts, ends).most_specific(seed)
+    write_table(address_table(seed, np.zeros(4, np.int64), nets, owner, seed[:1], {}, [0]),
+                tmp_path / "addresses.parquet")
+    full = plan(tmp_path, budget=None, gap_samples=2, random_seed=1)
+    assert full["probes"] == [I("8.8.8.8"), I("193.0.6.1"), I("193.0.6.139"), I("193.0.0.0")]  # oldest first
+    assert [tuple(c) for c in full["checked"]] == [("arin", "NET-8"), ("ripencc", "RIPE-NCC-6"),
+                                                   ("ripencc", "RIPE-NCC"), ("ripencc", "ALLOC-193")]
+    assert len(full["gaps"]) == 2 and set(full["gaps"]) <= {I("9.0.0.1"), I("9.0.0.2"), I("9.0.0.3")}
     cut = plan(tmp_path, budget=2, gap_samples=0, random_seed=1)
-    assert cut["probes"] == [I("8.0.0.0"), I("193.0.6.0")] and cut["gaps"] == []
+    assert cut["probes"] == [I("8.8.8.8"), I("193.0.6.1")] and cut["gaps"] == []

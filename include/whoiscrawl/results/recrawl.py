@@ -1,10 +1,10 @@
 """A re-crawl from an earlier run's networks: one query per known network, plus samples of the gaps.
 
-Each known network is re-checked with one lookup of an address it holds
-itself (the first address of a segment where it is the most specific network
-of the earlier run, so the registry answers with that network and not with a
-child), oldest fetched first, within the budget; then classic-pattern addresses
-the earlier run found nothing for are sampled for new networks. The crawl runs
+Each known network is re-checked with one lookup of the address whose lookup
+found it (so an unchanged registry answers with that very network, not a
+child or a parent), oldest fetched first, within the budget; then seed
+addresses the earlier run found no network for (its gaps) are sampled for new
+networks. The crawl runs
 with ``skip_known_networks`` off, since a parent found first must not hide its
 children's probes. Networks of the earlier run that were not probed (budget,
 or wholly covered by children) are reported as unchecked, never as removed.
@@ -20,9 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from whoiscrawl.crawl import ipspace
-from whoiscrawl.crawl.seed import classic_pattern
-from whoiscrawl.results.datasets import NETWORKS_PARQUET
-from whoiscrawl.results.netmap import NetworkMap
+from whoiscrawl.results.datasets import ADDRESSES_PARQUET, NETWORKS_PARQUET
 
 PLAN_FILE = "recrawl.json"
 
@@ -37,28 +35,23 @@ def completed_runs(bases: Iterable[Path]) -> list[Path]:
 def plan(previous: Path, budget: int | None, gap_samples: int, random_seed: int) -> dict[str, Any]:
     """The addresses to crawl and the networks they re-check (registry, handle pairs)."""
     table = pq.read_table(Path(previous) / NETWORKS_PARQUET,
-                          columns=["registry", "handle", "start_int", "end_int", "fetched_at"])
-    starts = table.column("start_int").to_numpy()
-    ends = table.column("end_int").to_numpy()
-    netmap = NetworkMap.build(starts, ends)
-    probe = np.full(len(starts), -1, dtype=np.int64)
-    owned = netmap.seg_net >= 0
-    seg_net, seg_start = netmap.seg_net[owned], netmap.seg_start[owned]
-    first = np.unique(seg_net, return_index=True)  # segments are sorted: the first owned one per network
-    probe[first[0]] = seg_start[first[1]]
+                          columns=["registry", "handle", "query_int", "fetched_at"])
+    probe = np.asarray([-1 if q is None else q for q in table.column("query_int").to_pylist()], dtype=np.int64)
     fetched = np.asarray([t.timestamp() if t is not None else 0.0 for t in table.column("fetched_at").to_pylist()])
-    order = [i for i in np.lexsort((np.arange(len(starts)), fetched)).tolist() if probe[i] >= 0]
+    order = [i for i in np.lexsort((np.arange(len(probe)), fetched)).tolist() if probe[i] >= 0]
+    reserve = min(gap_samples, budget // 10) if budget is not None else 0
     if budget is not None:
-        order = order[: max(0, budget - min(gap_samples, budget // 10))] if gap_samples else order[:budget]
+        order = order[: max(0, budget - reserve)]
     registry, handle = table.column("registry").to_pylist(), table.column("handle").to_pylist()
-    checked = [[registry[i], handle[i]] for i in order]
-    pool = classic_pattern().astype(np.int64)
-    pool = pool[netmap.most_specific(pool) < 0]
-    pool = pool[np.random.default_rng(random_seed).permutation(len(pool))]
+    addresses = pq.read_table(Path(previous) / ADDRESSES_PARQUET, columns=["address_int", "handle"])
+    unheld = np.asarray([a for a, h in zip(addresses.column("address_int").to_pylist(),
+                                           addresses.column("handle").to_pylist()) if h is None], dtype=np.int64)
+    unheld = unheld[np.random.default_rng(random_seed).permutation(len(unheld))]
     room = gap_samples if budget is None else max(0, budget - len(order))
-    gaps = pool[: min(gap_samples, room)]
+    gaps = unheld[: min(gap_samples, room)]
     return {"previous": str(previous), "probes": probe[order].tolist(), "gaps": gaps.tolist(),
-            "checked": checked, "gap_count": len(gaps), "known": len(starts), "unprobeable": int((probe < 0).sum())}
+            "checked": [[registry[i], handle[i]] for i in order], "gap_count": len(gaps),
+            "known": len(probe), "unprobeable": int((probe < 0).sum())}
 
 
 def write_plan(out_dir: Path, planned: dict[str, Any]) -> Path:

@@ -15,6 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from whoiscrawl.crawl import ipspace
 from whoiscrawl.settings import Settings
 from whoiscrawl.simulator.faults import Faults, parse_down
 from whoiscrawl.simulator.policy import PROFILE_LATENCY_MS, PROFILES
@@ -50,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export-truth", default=None, help="write every network as TSV to this file")
     parser.add_argument("--mutate", default=None, metavar="SEED:N",
                         help="change N leaf networks (reassign, transfer, delete in turn) to test re-crawls")
+    parser.add_argument("--mutate-only", default=None, metavar="FILE",
+                        help="with --mutate: change only networks holding an address of FILE (one per line)")
     parser.add_argument("--mutations-out", default=None, help="write the --mutate changes as JSON to this file")
     return parser
 
@@ -95,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     log.info("universe: %d networks, %d delegated records, ready in %.1f s",
              len(universe), universe.allocation_count(), time.perf_counter() - t0)
     if mutation:
-        changes = mutate(universe, *mutation)
+        only = None
+        if args.mutate_only:
+            only = np.array([ipspace.to_int(line.strip()) for line in Path(args.mutate_only).read_text().split()
+                             if line.strip()], dtype=np.uint32)
+        changes = mutate(universe, *mutation, only=only)
         log.info("mutated %d networks (%s)", len(changes), args.mutate)
         if args.mutations_out:
             Path(args.mutations_out).write_text(json.dumps(changes, indent=1))

@@ -34,13 +34,23 @@ def parse_spec(text: str) -> tuple[int, int]:
         raise ValueError(f"--mutate {text!r}: expected SEED:N, e.g. 7:30") from None
 
 
-def mutate(universe: Universe, seed: int, n: int) -> list[dict[str, Any]]:
-    """Apply the changes in place; returns one record per change: op, before and after (registry, handle)."""
+def mutate(universe: Universe, seed: int, n: int, only: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Apply the changes in place; returns one record per change: op, before and after (registry, handle).
+
+    ``only``: addresses; then only the networks answering for them are candidates (to change what a
+    given run knows).
+    """
     parents = universe.parents
     has_child = np.zeros(len(universe), dtype=bool)
     has_child[parents[parents >= 0]] = True
     nested = set(universe.nested()) | set(universe.nested().values())
-    candidates = np.flatnonzero((parents >= 0) & ~has_child)
+    eligible = (parents >= 0) & ~has_child
+    if only is not None:
+        held = universe.lookup_many(np.asarray(only))
+        mask = np.zeros(len(universe), dtype=bool)
+        mask[held[held >= 0]] = True
+        eligible &= mask
+    candidates = np.flatnonzero(eligible)
     candidates = np.array([i for i in candidates.tolist() if i not in nested], dtype=np.int64)
     picks = np.random.default_rng([seed, 0x3E7A]).choice(candidates, size=min(n, len(candidates)), replace=False)
     universe.registry_codes = universe.registry_codes.copy()
