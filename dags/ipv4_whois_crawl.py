@@ -20,10 +20,16 @@ Internet Registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).
    addresses inside networks already found, look the rest up. Each lookup at
    the registry the RFC 9224 bootstrap names, within each registry's rate
    limit, results streamed to Kafka.
-6. **drain_results**: this run's results from Kafka to
-   `results.jsonl.gz` (one line per distinct network).
-7. **coverage_report**: `coverage.json`, also returned as the XCom.
-8. **teardown_fleet** (teardown): releases what provisioning launched.
+6. **drain_results** (after failed chunks too): this run's results from Kafka,
+   exactly once, to `networks.parquet`, `networks.jsonl.gz`, `addresses.parquet`
+   and the `whoiscrawl lookup` index (docs/datasets.md); fails if Kafka no longer
+   holds every result of the run. Emits the `whoiscrawl_networks` Asset.
+7. **coverage_report** (after failed chunks too): `coverage.json`, also returned
+   as the XCom; names the chunks that failed, and then fails the run.
+8. **report_changes** (re-crawls only; skipped otherwise): `changes.jsonl.gz`
+   against the run it started from, the summary as the XCom; emits the
+   `whoiscrawl_changes` Asset.
+9. **teardown_fleet** (teardown): releases what provisioning launched.
 
 Connections: `redis_default`, `kafka_default`. Settings: `WHOISCRAWL_*`
 environment variables (see the README).
@@ -34,9 +40,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
+from airflow.sdk import Asset, Param, dag, get_current_context, setup, task, teardown
 
 from whoiscrawl.orchestration.fleet import FLEET_KINDS
+
+#: The run's datasets (networks.parquet, networks.jsonl.gz, addresses.parquet); each event's extra names the folder.
+NETWORKS_ASSET = Asset(name="whoiscrawl_networks", uri="whoiscrawl://ipv4_whois_crawl/networks")
+#: A re-crawl's change report (changes.jsonl.gz); updated only by re-crawls.
+CHANGES_ASSET = Asset(name="whoiscrawl_changes", uri="whoiscrawl://ipv4_whois_crawl/changes")
 
 DEFAULT_ARGS = {
     "owner": "whoiscrawl",
@@ -60,8 +71,9 @@ DEFAULT_ARGS = {
         "seed": Param("classic", type="string",
                       description="'classic' for the 4,706,768-address pattern, or the path of a file "
                                   "with one IPv4 address per line (invalid lines are reported and skipped)."),
-        "limit": Param(20000, type=["null", "integer"], minimum=0,
-                       description="Crawl only the first N seed addresses after shuffling; empty for all."),
+        "limit": Param(None, type=["null", "integer"], minimum=0,
+                       description="Crawl only the first N seed addresses after shuffling; empty (the "
+                                   "scheduled run) for all."),
         "random_seed": Param(2018, type="integer", description="Seed of the shuffle (recorded in the report)."),
         "chunks": Param(8, type="integer", minimum=1, maximum=1024,
                         description="Number of crawl tasks the seed is split into (at most max_map_length)."),
@@ -72,7 +84,7 @@ DEFAULT_ARGS = {
                              description="Per-registry budgets per host, e.g. 'lacnic=10/60+1000/3600'. "
                                          "Empty: WHOISCRAWL_RATE_LIMITS, else the documented defaults."),
         "output_dir": Param("", type="string",
-                            description="Folder for results.jsonl.gz and coverage.json (a subfolder per run). "
+                            description="Folder for the run's datasets and coverage.json (a subfolder per run). "
                                         "Empty: the project's data folder."),
         "strategy": Param("planned", type="string", enum=["planned", "classic"],
                           description="'planned': plan from the registries' delegated files, walk allocations "
@@ -81,6 +93,14 @@ DEFAULT_ARGS = {
         "delegated_urls": Param("", type="string",
                                 description="Delegated-extended files, 'registry=url,...' over the real RIRs' "
                                             "files. Empty: WHOISCRAWL_DELEGATED_URLS, else the real files."),
+        "previous_run": Param("", type="string",
+                              description="Re-crawl from an earlier run's networks (its run key or folder): one "
+                                          "query per known network, oldest fetched first, within `limit`, plus "
+                                          "`gap_samples`; writes changes.jsonl.gz. Empty: a scheduled run starts "
+                                          "from the newest completed run, a manual one crawls afresh; 'none': "
+                                          "always afresh."),
+        "gap_samples": Param(10000, type="integer", minimum=0,
+                             description="A re-crawl's samples of the space the earlier run found nothing in."),
         "fleet": Param("local", type="string", enum=list(FLEET_KINDS),
                        description="Where crawl tasks run: 'local' launches nothing; 'celery' checks that "
                                    "the CeleryExecutor fleet's workers answer and crawls on them."),
@@ -92,7 +112,7 @@ def ipv4_whois_crawl():
         from whoiscrawl.orchestration import tasks as pipeline
 
         ctx = get_current_context()
-        return pipeline.prepare_seed(dict(ctx["params"]), ctx["run_id"])
+        return pipeline.prepare_seed(dict(ctx["params"]), ctx["run_id"], run_type=str(ctx["dag_run"].run_type))
 
     @setup
     def provision_fleet() -> dict:
@@ -128,18 +148,38 @@ def ipv4_whois_crawl():
 
         return pipeline.crawl_chunk(descriptor, attempt=get_current_context()["ti"].try_number)
 
-    @task
-    def drain_results(outcomes: list[dict], prepared: dict) -> dict:
+    @task(trigger_rule="all_done", outlets=[NETWORKS_ASSET])
+    def drain_results(prepared: dict) -> dict:
         from whoiscrawl.orchestration import tasks as pipeline
 
-        del outcomes  # only ordering: drain after every chunk's results are acknowledged
-        return pipeline.drain_results(prepared, dict(get_current_context()["params"]))
+        ctx = get_current_context()
+        drained = pipeline.drain_results(prepared, dict(ctx["params"]))
+        ctx["outlet_events"][NETWORKS_ASSET].extra = {"run": prepared["run"], "output_dir": drained["output_dir"]}
+        return drained
 
-    @task
-    def coverage_report(drained: dict, outcomes: list[dict], prepared: dict) -> dict:
+    @task  # after the drain, which runs after failed chunks too
+    def coverage_report(drained: dict, prepared: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from whoiscrawl.orchestration import tasks as pipeline
 
-        return pipeline.report(drained, list(outcomes), prepared, dict(get_current_context()["params"]))
+        try:
+            return pipeline.report(drained, prepared, dict(get_current_context()["params"]))
+        except pipeline.ChunksFailed as exc:  # written already; a retry cannot help
+            raise AirflowFailException(str(exc)) from exc
+
+    @task(outlets=[CHANGES_ASSET])
+    def report_changes(prepared: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from whoiscrawl.orchestration import tasks as pipeline
+
+        summary = pipeline.report_changes(prepared)
+        if summary is None:
+            raise AirflowSkipException("a full crawl: nothing to compare with")
+        get_current_context()["outlet_events"][CHANGES_ASSET].extra = {"run": prepared["run"],
+                                                                       "output_dir": prepared["output_dir"]}
+        return summary
 
     @teardown
     def teardown_fleet(fleet_info: dict) -> dict:
@@ -153,9 +193,12 @@ def ipv4_whois_crawl():
     walked = crawl_plan.expand(descriptor=plan_crawl(prepared, configured))
     outcomes = crawl_chunk.expand(descriptor=configured)
     walked >> outcomes
-    drained = drain_results(outcomes, prepared)
-    report = coverage_report(drained, outcomes, prepared)
-    report >> teardown_fleet(fleet_info)
+    drained = drain_results(prepared)
+    outcomes >> drained  # drain once every chunk has finished or failed
+    report = coverage_report(drained, prepared)
+    changes = report_changes(prepared)
+    drained >> changes
+    [report, changes] >> teardown_fleet(fleet_info)
 
 
 ipv4_whois_crawl()

@@ -1,4 +1,4 @@
-"""The ``whoiscrawl`` command: stack, fleet, simulator, seed, telemetry, bootstrap, settings, stats, demo."""
+"""The ``whoiscrawl`` command: stack, fleet, simulator, seed, telemetry, bootstrap, settings, stats, demo, lookup, changes."""
 
 from __future__ import annotations
 
@@ -100,6 +100,38 @@ def _cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     return run_demo(limit=args.limit, chunks=args.chunks, random_seed=args.random_seed)
 
 
+def _run_bases() -> list:
+    """Where runs land by default: the DAG's output folder and the demo's."""
+    from whoiscrawl.settings import Settings
+
+    home = Settings().home
+    return [home / "runs", home / "demo"]
+
+
+def _cmd_changes(args: argparse.Namespace, rest: list[str]) -> int:
+    from whoiscrawl.results.changes import write_changes
+    from whoiscrawl.results.lookup import resolve_run
+
+    bases = _run_bases()
+    print(json.dumps(write_changes(resolve_run(args.before, bases), resolve_run(args.after, bases))))
+    return 0
+
+
+def _cmd_lookup(args: argparse.Namespace, rest: list[str]) -> int:
+    from whoiscrawl.results.lookup import LookupIndex, format_answer, newest_run, resolve_run
+
+    bases = _run_bases()
+    index = LookupIndex(resolve_run(args.run, bases) if args.run else newest_run(bases))
+    addresses = args.address or (line.strip() for line in sys.stdin if line.strip())
+    try:
+        for address in addresses:
+            answer = index.lookup(address)
+            print(json.dumps(answer, default=str) if args.json else format_answer(answer), flush=not args.json)
+    finally:
+        index.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whoiscrawl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -136,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--chunks", type=int, default=8)
     d.add_argument("--random-seed", type=int, default=2018)
     d.set_defaults(func=_cmd_demo)
+    lk = sub.add_parser("lookup", help="who holds an address, from the newest run's output (or --run)")
+    lk.add_argument("address", nargs="*", help="IPv4 addresses; none: one per line from stdin")
+    lk.add_argument("--run", default="", help="a run folder, or a run key under the runs folders")
+    lk.add_argument("--json", action="store_true", help="one JSON object per address")
+    lk.set_defaults(func=_cmd_lookup)
+    ch = sub.add_parser("changes", help="what changed between two runs: writes AFTER/changes.jsonl.gz")
+    ch.add_argument("before", help="the earlier run (folder or run key)")
+    ch.add_argument("after", help="the later run (folder or run key)")
+    ch.set_defaults(func=_cmd_changes)
     return p
 
 

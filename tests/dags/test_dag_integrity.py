@@ -74,7 +74,7 @@ def test_crawl_dag_shape(dagbag):
     dag = dagbag.dags["ipv4_whois_crawl"]
     ids = {t.task_id for t in dag.tasks}
     assert ids == {"prepare_seed", "provision_fleet", "configure_cluster", "plan_crawl", "crawl_plan",
-                   "crawl_chunk", "drain_results", "coverage_report", "teardown_fleet"}
+                   "crawl_chunk", "drain_results", "coverage_report", "report_changes", "teardown_fleet"}
     assert dag.get_task("provision_fleet").is_setup
     assert dag.get_task("teardown_fleet").is_teardown
     # the crawl is mapped over chunks and the drain waits for all of them
@@ -89,16 +89,28 @@ def test_crawl_dag_shape(dagbag):
     assert "plan_crawl" in walk.upstream_task_ids and "configure_cluster" in dag.get_task("plan_crawl").upstream_task_ids
     assert "crawl_plan" in crawl.upstream_task_ids
     assert crawl.trigger_rule == "none_failed"
+    # the drain runs after failed chunks too (it names them); the report after the drain
+    assert dag.get_task("drain_results").trigger_rule == "all_done"
+    assert dag.get_task("coverage_report").upstream_task_ids >= {"drain_results"}
+
+
+def test_the_datasets_are_an_asset_a_downstream_dag_can_be_scheduled_on(dagbag):
+    from airflow.sdk import Asset
+
+    outlets = dagbag.dags["ipv4_whois_crawl"].get_task("drain_results").outlets
+    assert [o.uri for o in outlets if isinstance(o, Asset)] == ["whoiscrawl://ipv4_whois_crawl/networks"]
+    outlets = dagbag.dags["ipv4_whois_crawl"].get_task("report_changes").outlets
+    assert [o.uri for o in outlets if isinstance(o, Asset)] == ["whoiscrawl://ipv4_whois_crawl/changes"]
 
 
 def test_params_have_descriptions_for_the_ui_form(dagbag):
     dag = dagbag.dags["ipv4_whois_crawl"]
     expected = {"seed", "limit", "random_seed", "chunks", "bootstrap", "rate_limits", "output_dir", "fleet",
-                "strategy", "delegated_urls"}
+                "strategy", "delegated_urls", "previous_run", "gap_samples"}
     assert expected <= set(dag.params.keys())
     for name in expected:
         assert dag.params.get_param(name).description, name
-    assert dag.params["limit"] == 20000 and dag.params["fleet"] == "local"
+    assert dag.params["limit"] is None and dag.params["fleet"] == "local"  # the scheduled run is the full crawl
     assert dag.params.get_param("chunks").schema["maximum"] <= 1024  # within max_map_length
 
 

@@ -311,7 +311,7 @@ def _ts(text: str) -> float:
 
 
 def _results(output_dir: Path) -> list[dict]:
-    with gzip.open(output_dir / "results.jsonl.gz", "rt", encoding="utf-8") as fh:
+    with gzip.open(output_dir / "networks.jsonl.gz", "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
 
 

@@ -187,6 +187,20 @@ def test_connection_env_content(tmp_path):
     assert connection_env(settings)["WHOISCRAWL_SIM_BOOTSTRAP_URL"] == "http://127.0.0.1:18080/bootstrap/ipv4.json"
 
 
+def test_scheduled_runs_on_the_local_stack_target_the_simulator(tmp_path, monkeypatch):
+    """A run with an empty bootstrap Param on this stack crawls the simulator, unless the user named one."""
+    from whoiscrawl.crawl.config import RunConfig
+
+    settings = _settings(tmp_path, REDIS_PORT=16001, KAFKA_PORT=19001, BIND_HOST="127.0.0.1")
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "sim" / "bootstrap_url").write_text("http://127.0.0.1:18080/bootstrap/ipv4.json\n")
+    monkeypatch.delenv("WHOISCRAWL_BOOTSTRAP", raising=False)
+    env = connection_env(settings)
+    assert RunConfig.from_env({"bootstrap": ""}, environ=env).bootstrap == "http://127.0.0.1:18080/bootstrap/ipv4.json"
+    monkeypatch.setenv("WHOISCRAWL_BOOTSTRAP", "/etc/my-mirror.json")
+    assert connection_env(settings)["WHOISCRAWL_BOOTSTRAP"] == "/etc/my-mirror.json"
+
+
 def test_connection_env_wildcard_bind_uses_loopback(tmp_path):
     env = connection_env(_settings(tmp_path, BIND_HOST="0.0.0.0", REDIS_PORT=16002))
     assert env["AIRFLOW_CONN_REDIS_DEFAULT"] == "redis://127.0.0.1:16002/0"

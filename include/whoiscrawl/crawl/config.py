@@ -106,6 +106,9 @@ class RunConfig:
            "elsewhere are looked up one by one. For demos and partial runs.")
     plan_probe_split: int = _tunable(
         8, "Halvings of a network's gap probed before its unprobed addresses are left to the seed's lookups.")
+    skip_known_networks: int = _tunable(
+        1, "1: an address inside a network this run already found is skipped (the crawl); 0: every address "
+           "is looked up (a re-crawl, whose probes of children must not be hidden by their parents).")
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -101,6 +101,8 @@ class Crawler:
         #: addresses not finished by the chunk's deadline: handed on, neither failed nor lost
         self.deferred: list[int] = []
         self._deadline = float("inf")
+        #: (address, reason) of every failed address: the per-address outcomes the datasets need
+        self.failures: list[tuple[int, str]] = []
         self._acked_pending = 0
         # networks found but not yet acknowledged by Kafka: skipped here at once, shared only after the ack
         # (if the ack never comes the whole chunk fails and is retried, so skipping early loses nothing)
@@ -119,8 +121,9 @@ class Crawler:
         self._skipped += n
         self.stats.count("address", None, "skipped", "known_network", n=n)
 
-    def _fail(self, reason: str, registry: str | None) -> None:
+    def _fail(self, reason: str, registry: str | None, addr: int) -> None:
         self._failed += 1
+        self.failures.append((addr, reason))
         self._reasons[reason] += 1
         self.stats.count("address", registry, "failed", reason)
 
@@ -128,7 +131,7 @@ class Crawler:
         self.deferred.append(job.addr)
         self.stats.count("address", job.service.registry, "deferred")
 
-    def _deliver(self, ok: Ok) -> None:
+    def _deliver(self, ok: Ok, addr: int) -> None:
         record = ok.record
         record["run"] = self.run_key
         start, end = ipspace.to_int(record["start"]), ipspace.to_int(record["end"])
@@ -154,7 +157,7 @@ class Crawler:
             try:
                 self.tracker.produce(self.config.results_topic, record["handle"], record, on_done, max_bytes=limit)
             except RecordTooLarge:
-                self._fail("record_too_large", ok.registry)
+                self._fail("record_too_large", ok.registry, addr)
                 return
         self._acked_pending += 1
         self._unacked[token] = (start, end)
@@ -175,7 +178,7 @@ class Crawler:
             if result.redirected and result.service is not None:
                 self.router.learn(result.record, result.service)
                 self.stats.count("route", registry, "learned")
-            self._deliver(result)
+            self._deliver(result, job.addr)
             return True
         if isinstance(result, Throttle):
             job.throttles += 1
@@ -185,7 +188,7 @@ class Crawler:
         if action.pause_s is not None:
             self.limiter.pause(registry, action.pause_s, action.reason)
         if action.kind == "fail":
-            self._fail(action.reason, registry)
+            self._fail(action.reason, registry, job.addr)
             return True
         if action.not_before is not None:
             job.not_before = action.not_before
@@ -216,7 +219,7 @@ class Crawler:
                 finished = await self._step(job, client)
             except Exception as exc:  # noqa: BLE001 - the one catch point: a bug in one answer ends one address
                 log.exception("chunk %d: lookup of %s raised", self.chunk, ipspace.to_str(job.addr))
-                self._fail(f"internal/{type(exc).__name__}", job.service.registry)
+                self._fail(f"internal/{type(exc).__name__}", job.service.registry, job.addr)
                 finished = True
             if finished:
                 self._finish(registry, wakeup)
@@ -229,7 +232,7 @@ class Crawler:
         if time.monotonic() >= self._deadline:
             self._defer(job)
             return True
-        if self.index.contains(job.addr) or self._in_unacked(job.addr):
+        if self.config.skip_known_networks and (self.index.contains(job.addr) or self._in_unacked(job.addr)):
             self._skip()
             return True
         breaker = self._breaker(job.service.registry)
@@ -278,7 +281,8 @@ class Crawler:
         self._deadline = started + self.config.chunk_deadline_s
         total = len(addrs)
         self.index.sync()
-        known = self.index.contains_many(addrs) if total else np.zeros(0, bool)
+        known = self.index.contains_many(addrs) if total and self.config.skip_known_networks \
+            else np.zeros(total, bool)
         if known.any():
             self._skip(int(known.sum()))
         todo = np.asarray(addrs)[~known]
@@ -298,7 +302,7 @@ class Crawler:
             for addr in todo.tolist():
                 service = self.router.route(addr)
                 if service is None:
-                    self._fail("no_registry", None)
+                    self._fail("no_registry", None, addr)
                     continue
                 self.stats.count("address", service.registry, "routed")
                 self._queues.setdefault(service.registry, deque()).append(Job(addr, service))

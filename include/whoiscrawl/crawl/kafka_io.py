@@ -26,10 +26,13 @@ PRODUCER_OVERRIDES: dict[str, Any] = {
 }
 
 
-def make_consumer(config: dict[str, Any], group_id: str) -> Consumer:
-    """A consumer that reads explicit offset ranges: no commits, and end-of-partition events."""
+def make_consumer(config: dict[str, Any], group_id: str, offset_reset: str = "earliest") -> Consumer:
+    """A consumer that reads explicit offset ranges: no commits, and end-of-partition events.
+
+    ``offset_reset="error"``: an offset that is gone raises instead of jumping silently.
+    """
     return Consumer({**config, "group.id": group_id, "enable.auto.commit": False,
-                     "auto.offset.reset": "earliest", "enable.partition.eof": True})
+                     "auto.offset.reset": offset_reset, "enable.partition.eof": True})
 
 
 def end_offsets(consumer: Consumer, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
@@ -42,6 +45,15 @@ def end_offsets(consumer: Consumer, topic: str, timeout_s: float = 30.0) -> dict
         _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
         out[p] = high
     return out
+
+
+def watermarks(consumer: Consumer, topic: str, timeout_s: float = 30.0) -> dict[int, tuple[int, int]]:
+    """(low, high) watermark of every partition of ``topic``: the oldest offset still kept, the next one."""
+    meta = consumer.list_topics(topic, timeout=timeout_s)
+    if topic not in meta.topics or meta.topics[topic].error is not None:
+        raise KafkaException(f"topic {topic!r} not found on the broker")
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            for p in meta.topics[topic].partitions}
 
 
 def read_range(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, int],

@@ -37,6 +37,19 @@ def newest_report(output_dir: Path, since: float) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def lookup_example(run_dir: Path) -> str | None:
+    """An address of the run that was looked up (so ``whoiscrawl lookup`` has an answer), if any."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = run_dir / "addresses.parquet"
+    if not path.exists():
+        return None
+    table = pq.read_table(path, columns=["address", "how"])
+    found = table.filter(pc.equal(table.column("how"), "looked_up"))
+    return found.column("address")[0].as_py() if found.num_rows else None
+
+
 def run_demo(limit: int = 20000, chunks: int = 8, random_seed: int = 2018,
              settings: Settings | None = None) -> int:
     settings = settings or Settings()
@@ -66,6 +79,11 @@ def run_demo(limit: int = 20000, chunks: int = 8, random_seed: int = 2018,
         print(f"demo: the DAG run failed (exit {proc.returncode}); full log in {log_path}", file=sys.stderr)
         return proc.returncode or 1
     report = json.loads(report_path.read_text())
-    print(f"demo: finished in {time.time() - started:.0f}s; results in {report_path.parent}")
+    run_dir = report_path.parent
+    print(f"demo: finished in {time.time() - started:.0f}s; results in {run_dir}")
+    print(f"demo: outputs: {', '.join(report.get('files', []))} (schema: docs/datasets.md)")
+    example = lookup_example(run_dir)
+    if example:
+        print(f"demo: try: .venv/bin/whoiscrawl lookup --run {run_dir} {example}")
     print(json.dumps(report, sort_keys=False))
     return 0

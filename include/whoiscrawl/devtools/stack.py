@@ -77,7 +77,10 @@ def connection_env(settings: Settings) -> dict[str, str]:
     """Environment variables that give Airflow and the demo the local stack's endpoints.
 
     ``WHOISCRAWL_SIM_BOOTSTRAP_URL`` is included once the simulator has reported
-    its bootstrap URL (it is known only after ``up``).
+    its bootstrap URL (it is known only after ``up``), and so is ``WHOISCRAWL_BOOTSTRAP``
+    with the same URL unless the environment already names a bootstrap: a scheduled run on
+    this stack (its ``bootstrap`` Param empty) crawls the simulator, never the real registries
+    by accident; a production scheduler, started without this file, defaults to IANA's.
     """
     host = client_host(settings.BIND_HOST)
     kafka = {"conn_type": "kafka", "extra": {"bootstrap.servers": f"{host}:{settings.KAFKA_PORT}"}}
@@ -91,6 +94,7 @@ def connection_env(settings: Settings) -> dict[str, str]:
         url = ""
     if url:
         env[PREFIX + "SIM_BOOTSTRAP_URL"] = url
+        env[PREFIX + "BOOTSTRAP"] = os.environ.get(PREFIX + "BOOTSTRAP") or url
     return env
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, Iterable
 
+import numpy as np
+
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.stats import ANCESTOR_COUNTERS
 
@@ -58,3 +60,41 @@ def coverage_report(networks: Iterable[dict[str, Any]], outcomes: Iterable[dict[
         "counters": {name: int(counters[name]) for name in ANCESTOR_COUNTERS},
         "longest_chunk_s": round(duration, 3),
     }
+
+
+def coverage_curve(starts: np.ndarray, ends: np.ndarray, order_keys: list[str],
+                   points: int = 200) -> dict[str, Any]:
+    """Addresses covered after every ``every`` networks found, in the order they were fetched.
+
+    Each network found is one answered query; ``order_keys`` (the records' fetched_at, ISO text) sort
+    them, ties in drain order. At most ``points`` points plus the last.
+    """
+    n = len(starts)
+    every = max(1, -(-n // points))
+    order = sorted(range(n), key=lambda i: (order_keys[i], i))
+    s, e = np.asarray(starts, np.int64)[order], np.asarray(ends, np.int64)[order]
+    marks = list(range(every, n, every)) + ([n] if n else [])
+    return {"every": every, "queries": marks,
+            "addresses_covered": [_covered(s[:k], e[:k]) for k in marks]}
+
+
+def _covered(starts: np.ndarray, ends: np.ndarray) -> int:
+    s, e = ipspace.merge_intervals(starts, ends)
+    return int((e - s + 1).sum())
+
+
+def status_counts(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Per registry: addresses looked up and failed (by reason), and lookups sent; and the totals."""
+    per: dict[str, Counter[str]] = defaultdict(Counter)
+    queries = 0
+    for o in outcomes:
+        for name, value in (o.get("stats") or {}).items():
+            parts = name.split("/")
+            if parts[0] == "address" and len(parts) >= 3 and parts[2] in ("looked_up", "failed"):
+                per[parts[1]][parts[2]] += int(value)
+                if parts[2] == "failed" and len(parts) > 3:
+                    per[parts[1]][f"failed/{parts[3]}"] += int(value)
+            elif parts[0] == "lookup" and len(parts) == 3 and parts[2] == "attempt":
+                per[parts[1]]["queries"] += int(value)
+                queries += int(value)
+    return {"queries": queries, "per_registry": {r: dict(sorted(c.items())) for r, c in sorted(per.items())}}

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
+
+from whoiscrawl.crawl import ipspace
 from whoiscrawl.settings import Settings
 from whoiscrawl.simulator.faults import Faults, parse_down
 from whoiscrawl.simulator.policy import PROFILE_LATENCY_MS, PROFILES
 from whoiscrawl.simulator.server import Simulator, new_event_loop
+from whoiscrawl.simulator.mutate import mutate, parse_spec
 from whoiscrawl.simulator.universe import build_universe
 
 log = logging.getLogger("whoiscrawl.simulator")
@@ -45,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--truncate-rate", type=float, default=0.0, help="share of bodies cut short")
     parser.add_argument("--html-rate", type=float, default=0.0, help="share of answers that are HTML with 200")
     parser.add_argument("--export-truth", default=None, help="write every network as TSV to this file")
+    parser.add_argument("--mutate", default=None, metavar="SEED:N",
+                        help="change N leaf networks (reassign, transfer, delete in turn) to test re-crawls")
+    parser.add_argument("--mutate-only", default=None, metavar="FILE",
+                        help="with --mutate: change only networks holding an address of FILE (one per line)")
+    parser.add_argument("--mutations-out", default=None, help="write the --mutate changes as JSON to this file")
     return parser
 
 
@@ -81,12 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     try:
         faults = faults_from_args(args)
+        mutation = parse_spec(args.mutate) if args.mutate else None
     except ValueError as exc:
         parser.error(str(exc))
     t0 = time.perf_counter()
     universe = build_universe(seed=args.seed, scale=args.scale, cache_dir=args.cache_dir)
     log.info("universe: %d networks, %d delegated records, ready in %.1f s",
              len(universe), universe.allocation_count(), time.perf_counter() - t0)
+    if mutation:
+        only = None
+        if args.mutate_only:
+            only = np.array([ipspace.to_int(line.strip()) for line in Path(args.mutate_only).read_text().split()
+                             if line.strip()], dtype=np.uint32)
+        changes = mutate(universe, *mutation, only=only)
+        log.info("mutated %d networks (%s)", len(changes), args.mutate)
+        if args.mutations_out:
+            Path(args.mutations_out).write_text(json.dumps(changes, indent=1))
     if args.export_truth:
         count = universe.export_truth(args.export_truth)
         log.info("truth: %d networks written to %s", count, args.export_truth)
