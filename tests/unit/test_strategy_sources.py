@@ -107,3 +107,14 @@ def test_tree_answers_the_most_specific_network_and_its_gaps():
     assert got == [(0, 63), (0, 255), (128, 143), (128, 191), (0, 255), None, (1000, 1999)]
     root = int(np.flatnonzero((tree.starts == 0) & (tree.ends == 255))[0])
     assert tree.gaps(root) == [(64, 127), (192, 255)]
+
+
+def test_the_real_files_are_the_default_only_for_registries_reached_at_their_real_hosts():
+    from whoiscrawl.crawl.strategy.sources import DEFAULT_URLS, parse_urls, real_defaults
+
+    iana = {"services": [[["41.0.0.0/8"], ["https://rdap.afrinic.net/rdap/"]],
+                         [["200.0.0.0/8"], ["http://127.0.0.1:18084/lacnic/"]]]}
+    assert real_defaults(iana) == {"afrinic": DEFAULT_URLS["afrinic"]}
+    urls = parse_urls("", defaults=real_defaults(iana))
+    assert "lacnic" not in urls or not urls["lacnic"]  # the simulator's LACNIC: no real file fetched
+    assert parse_urls("lacnic=http://127.0.0.1:18084/x", defaults={})["lacnic"] == "http://127.0.0.1:18084/x"

@@ -25,13 +25,6 @@ DEMO_RATE_LIMITS = ",".join(f"{r}=200/1" for r in REGISTRIES)
 DEMO_PLAN = {"WHOISCRAWL_PLAN_ALLOCATIONS_PER_REGISTRY": "3", "WHOISCRAWL_PLAN_PROBE_BUDGET": "300"}
 
 
-def simulator_delegated_urls(bootstrap_url: str) -> str:
-    """The simulator's delegated files as the ``delegated_urls`` Param (its ``/_delegated`` lists them)."""
-    base = bootstrap_url.split("/bootstrap/", 1)[0]
-    with urllib.request.urlopen(f"{base}/_delegated", timeout=10) as resp:
-        return ",".join(f"{r}={u}" for r, u in json.loads(resp.read()).items())
-
-
 def newest_report(output_dir: Path, since: float) -> Path | None:
     found = [p for p in output_dir.glob("*/coverage.json") if p.stat().st_mtime >= since]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
@@ -64,7 +57,7 @@ def run_demo(limit: int = 20000, chunks: int = 8, random_seed: int = 2018,
     conf = {"limit": limit, "chunks": chunks, "random_seed": random_seed,
             "bootstrap": conn_env["WHOISCRAWL_SIM_BOOTSTRAP_URL"], "rate_limits": DEMO_RATE_LIMITS,
             "output_dir": str(output_dir), "fleet": "local", "strategy": "planned",
-            "delegated_urls": simulator_delegated_urls(conn_env["WHOISCRAWL_SIM_BOOTSTRAP_URL"])}
+            "delegated_urls": conn_env["WHOISCRAWL_DELEGATED_URLS"]}
     started = time.time()
     log_path = settings.home / "demo-airflow.log"
     print(f"demo: airflow dags test ipv4_whois_crawl ({limit} addresses, {chunks} chunks); log: {log_path}",

@@ -73,6 +73,17 @@ def _sim_url_path(settings: Settings) -> Path:
     return _home(settings) / "sim" / "bootstrap_url"
 
 
+def _sim_delegated_path(settings: Settings) -> Path:
+    return _home(settings) / "sim" / "delegated_urls"
+
+
+def simulator_delegated_urls(bootstrap_url: str) -> str:
+    """The simulator's delegated files in the ``delegated_urls`` form (its ``/_delegated`` lists them)."""
+    base = bootstrap_url.split("/bootstrap/", 1)[0]
+    with urllib.request.urlopen(f"{base}/_delegated", timeout=10) as resp:
+        return ",".join(f"{r}={u}" for r, u in sorted(json.loads(resp.read()).items()))
+
+
 def connection_env(settings: Settings) -> dict[str, str]:
     """Environment variables that give Airflow and the demo the local stack's endpoints.
 
@@ -81,6 +92,8 @@ def connection_env(settings: Settings) -> dict[str, str]:
     with the same URL unless the environment already names a bootstrap: a scheduled run on
     this stack (its ``bootstrap`` Param empty) crawls the simulator, never the real registries
     by accident; a production scheduler, started without this file, defaults to IANA's.
+    ``WHOISCRAWL_DELEGATED_URLS`` names the simulator's delegated files the same way, so a
+    planned run on this stack never fetches the real registries' statistics either.
     """
     host = client_host(settings.BIND_HOST)
     kafka = {"conn_type": "kafka", "extra": {"bootstrap.servers": f"{host}:{settings.KAFKA_PORT}"}}
@@ -95,6 +108,12 @@ def connection_env(settings: Settings) -> dict[str, str]:
     if url:
         env[PREFIX + "SIM_BOOTSTRAP_URL"] = url
         env[PREFIX + "BOOTSTRAP"] = os.environ.get(PREFIX + "BOOTSTRAP") or url
+        try:
+            delegated = _sim_delegated_path(settings).read_text(encoding="utf-8").strip()
+        except OSError:
+            delegated = ""
+        if delegated:
+            env[PREFIX + "DELEGATED_URLS"] = os.environ.get(PREFIX + "DELEGATED_URLS") or delegated
     return env
 
 
@@ -313,6 +332,7 @@ class _Simulator(_Service):
                                  f"does not answer 200; {self.log_path}:\n{self._tail(offset)}")
             time.sleep(0.2)
         self.url_path.write_text(url + "\n", encoding="utf-8")
+        _sim_delegated_path(self.settings).write_text(simulator_delegated_urls(url) + "\n", encoding="utf-8")
 
     def _log_since(self, offset: int) -> str:
         try:
@@ -328,6 +348,7 @@ class _Simulator(_Service):
     def stop(self, timeout_s: float) -> bool:
         stopped = self.pidfile.terminate(timeout_s)
         self.url_path.unlink(missing_ok=True)
+        _sim_delegated_path(self.settings).unlink(missing_ok=True)
         return stopped
 
 

@@ -21,7 +21,7 @@ from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.registries import REGISTRIES, registry_for_url
 from whoiscrawl.crawl.stats import StatsCollector
-from whoiscrawl.crawl.strategy.sources import Allocation, DelegatedError, fetch_delegated, parse_urls
+from whoiscrawl.crawl.strategy.sources import Allocation, DelegatedError, fetch_delegated, parse_urls, real_defaults
 
 
 def plan_key(run: str) -> str:
@@ -47,7 +47,7 @@ def bootstrap_ranges(document: dict[str, Any]) -> dict[str, list[tuple[int, int]
 async def gather_sources(config: RunConfig, document: dict[str, Any], acquire,
                          stats: StatsCollector | None = None) -> tuple[dict[str, list[Allocation]], dict[str, Any]]:
     """Allocations per registry and where each registry's came from (``delegated`` or ``bootstrap``)."""
-    urls = parse_urls(config.delegated_urls)
+    urls = parse_urls(config.delegated_urls, defaults=real_defaults(document))
     ranges = bootstrap_ranges(document)
     allocations: dict[str, list[Allocation]] = {}
     sources: dict[str, Any] = {}

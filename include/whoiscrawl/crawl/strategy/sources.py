@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from whoiscrawl.crawl import ipspace
-from whoiscrawl.crawl.registries import REGISTRIES
+from whoiscrawl.crawl.registries import REAL_HOSTS, REGISTRIES
 from whoiscrawl.errors import WhoiscrawlError
 
 #: Where the real registries publish their files.
@@ -55,9 +56,25 @@ class Allocation:
         return dict(self.__dict__)
 
 
-def parse_urls(text: str) -> dict[str, str]:
-    """``registry=url,...`` over the real files' URLs; a registry set to nothing has no file (``lacnic=``)."""
-    urls = dict(DEFAULT_URLS)
+def real_defaults(document: dict[str, Any]) -> dict[str, str]:
+    """The real files' URLs, for the registries the bootstrap reaches at their real RDAP hosts only.
+
+    A registry reached elsewhere (the simulator, a mirror) is another universe: the real file would plan
+    the wrong allocations, and fetching it from a test stack would leave the machine. Name its file in
+    ``delegated_urls``, or its plan uses its bootstrap ranges.
+    """
+    real = set()
+    for entry in document.get("services") or []:
+        for url in (entry[1] if isinstance(entry, list) and len(entry) > 1 else []):
+            host = (urlsplit(str(url)).hostname or "").lower()
+            if host in REAL_HOSTS:
+                real.add(REAL_HOSTS[host])
+    return {r: u for r, u in DEFAULT_URLS.items() if r in real}
+
+
+def parse_urls(text: str, defaults: dict[str, str] | None = None) -> dict[str, str]:
+    """``registry=url,...`` over ``defaults`` (the real files' URLs); a registry set to nothing has no file."""
+    urls = dict(DEFAULT_URLS if defaults is None else defaults)
     for item in (text or "").split(","):
         if not item.strip():
             continue
