@@ -58,13 +58,13 @@ DEFAULT_ARGS = {
         "random_seed": Param(2018, type="integer", description="Seed of the shuffle (recorded in the report)."),
         "chunks": Param(8, type="integer", minimum=1, maximum=1024,
                         description="Number of crawl tasks the seed is split into (at most max_map_length)."),
-        "bootstrap": Param("", type="string",
+        "bootstrap": Param(None, type=["null", "string"],
                            description="RFC 9224 bootstrap file (path or URL) naming each registry's RDAP "
                                        "service. Empty: WHOISCRAWL_BOOTSTRAP, else IANA's file."),
-        "rate_limits": Param("", type="string",
+        "rate_limits": Param(None, type=["null", "string"],
                              description="Per-registry budgets per host, e.g. 'lacnic=10/60+1000/3600'. "
                                          "Empty: WHOISCRAWL_RATE_LIMITS, else the documented defaults."),
-        "output_dir": Param("", type="string",
+        "output_dir": Param(None, type=["null", "string"],
                             description="Folder for results.jsonl.gz and coverage.json (a subfolder per run). "
                                         "Empty: the project's data folder."),
         "fleet": Param("local", type="string", enum=list(FLEET_KINDS),

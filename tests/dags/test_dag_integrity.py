@@ -100,3 +100,16 @@ def test_fleet_param_offers_every_fleet_kind(dagbag):
 
     dag = dagbag.dags["ipv4_whois_crawl"]
     assert list(dag.params.get_param("fleet").schema["enum"]) == list(FLEET_KINDS)
+
+
+def test_optional_params_are_optional_in_the_trigger_form(dagbag):
+    """A Param whose description says what "Empty" means accepts null and defaults to it: the form
+    does not mark it required, and the tasks treat None like empty."""
+    dag = dagbag.dags["ipv4_whois_crawl"]
+    optional = [name for name in dag.params.keys() if "Empty" in (dag.params.get_param(name).description or "")]
+    assert {"bootstrap", "rate_limits", "output_dir"} <= set(optional)
+    for name in optional:
+        param = dag.params.get_param(name)
+        assert "null" in param.schema["type"], name
+        assert param.resolve(None) is None, name  # validation accepts what the tasks accept
+    dag.params.validate()  # the defaults validate as the form sends them
