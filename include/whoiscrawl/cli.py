@@ -100,6 +100,12 @@ def _cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     return run_demo(limit=args.limit, chunks=args.chunks, random_seed=args.random_seed)
 
 
+def _cmd_ui(args: argparse.Namespace, rest: list[str]) -> int:
+    from whoiscrawl.devtools import ui
+
+    return ui.main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whoiscrawl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -131,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--markdown", action="store_true", help="print docs/stats.md (the default)")
     sm.add_argument("--write", action="store_true", help="rewrite docs/stats.md")
     sm.set_defaults(func=_cmd_stats)
+    sub.add_parser("ui", help="the Airflow UI on the local stack: ui [up]|status|down",
+                   add_help=False).set_defaults(func=_cmd_ui)
     d = sub.add_parser("demo", help="run the DAG against the local simulator and print the coverage report")
     d.add_argument("--limit", type=int, default=20000)
     d.add_argument("--chunks", type=int, default=8)
@@ -143,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command not in ("stack", "simulate", "fleet") and rest:
+    if args.command not in ("stack", "simulate", "fleet", "ui") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args, rest) or 0)

@@ -48,7 +48,7 @@ ENV_FILE_NAME = "airflow-connections.env"
 SIM_READY = re.compile(r"^ready\s+(\S+)\s*$", re.MULTILINE)
 SIM_PORTS = 6  # bootstrap and stats, then one port per RIR
 #: partitions of the topics ``up`` creates, by setting name of the topic
-TOPIC_PARTITIONS = {"KAFKA_RESULTS_TOPIC": 8, "KAFKA_METRICS_TOPIC": 1}
+TOPIC_PARTITIONS = {"results_topic": 8, "metrics_topic": 1}  # RunConfig fields naming the topics
 
 
 class StackError(WhoiscrawlError):
@@ -216,7 +216,10 @@ class _Kafka(_Service):
         self.broker.start(timeout_s=self.stack.kafka_timeout_s)
 
     def after_start(self) -> None:
-        topics = {getattr(self.settings, name): count for name, count in TOPIC_PARTITIONS.items()}
+        from whoiscrawl.crawl.config import RunConfig
+
+        run_config = RunConfig.from_env()
+        topics = {getattr(run_config, name): count for name, count in TOPIC_PARTITIONS.items()}
         created = self.broker.create_topics(topics)
         if created:
             self.stack.say(f"kafka: created topics {', '.join(created)}")
