@@ -36,6 +36,7 @@ from whoiscrawl.devtools.celery_env import FleetSecrets
 from whoiscrawl.devtools.namespace_fleet import COORDINATOR_PROCESSES, HEALTH_COMPONENTS, ManagedProcess
 from whoiscrawl.devtools.services.procs import exclusive_lock, port_in_use
 from whoiscrawl.errors import WhoiscrawlError
+from whoiscrawl.progress import Progress
 from whoiscrawl.settings import PREFIX, Settings
 
 __all__ = ["LocalUI", "UIError", "main"]
@@ -184,13 +185,17 @@ class LocalUI:
             return "\n".join(parts)
 
         deadline = time.monotonic() + timeout_s
-        while self.unhealthy():
-            if any(p.live_pid() is None for p in procs.values()):
-                raise UIError(f"an Airflow process exited while starting\n{detail()}")
-            if time.monotonic() >= deadline:
-                raise UIError(f"airflow ({', '.join(self.unhealthy())}) not healthy within {timeout_s:g} s\n"
-                              f"{detail()}")
-            time.sleep(2.0)
+        parts = ["api-server", *HEALTH_COMPONENTS]
+        with Progress("ui: airflow healthy", total=len(parts), unit="components") as progress:
+            while unhealthy := self.unhealthy():
+                progress.update(len(parts) - len(unhealthy) if "api-server" not in unhealthy else 0,
+                                f"waiting for {', '.join(unhealthy)}")
+                if any(p.live_pid() is None for p in procs.values()):
+                    raise UIError(f"an Airflow process exited while starting\n{detail()}")
+                if time.monotonic() >= deadline:
+                    raise UIError(f"airflow ({', '.join(unhealthy)}) not healthy within {timeout_s:g} s\n{detail()}")
+                time.sleep(2.0)
+            progress.update(len(parts), "")
 
     def _unpause(self, timeout_s: float) -> None:
         """Unpause the DAG once the dag-processor has parsed it (it is created paused): a triggered run starts."""

@@ -192,3 +192,24 @@ def read_run_state(client, run: str) -> tuple[dict[str, Any] | None, int | None,
         found = True
     log = client.get(f"{runstate.index_key(run)}:log") or b""
     return state, (seed_addresses if found else None), log
+
+
+def text_table(f: dict[str, Any]) -> str:
+    """The figures as the terminal's live table (``whoiscrawl telemetry --follow``): registries, then hosts."""
+    t = f["totals"]
+    lines = [f"run {f['run']}  reporters {f['reporters']} ({f['active_reporters']} active)  "
+             f"looked up {t['Got WHOIS']:,}  skipped {t['Within Known CIDR Block']:,}  "
+             f"failed {t['Failed to lookup WHOIS']:,}  coverage {f['coverage']['percent']:.4f} %", ""]
+    head = ("registry", "routed", "looked_up", "requests", "req/s", "budget/s", "429s", "pauses", "blocks", "failed")
+    rows = [head] + [(name, f"{r['routed']:,}", f"{r['looked_up']:,}", f"{r['requests']:,}",
+                      f"{r['requests_per_s']:.1f}", "-" if r["budget_per_s"] is None else f"{r['budget_per_s']:g}",
+                      f"{r['http_429']:,}", f"{r['pauses']:,}", f"{r['blocks']:,}", f"{r['failed']:,}")
+                     for name, r in f["registries"].items()]
+    rows += [()] + [("host", "looked_up", "skipped", "failed", "req/s", "reporters", "active")]
+    rows += [(host, f"{h['Got WHOIS']:,}", f"{h['Within Known CIDR Block']:,}", f"{h['Failed to lookup WHOIS']:,}",
+              f"{h['requests_per_s']:.1f}", str(h["reporters"]), str(h["active"])) for host, h in f["hosts"].items()]
+    widths = [max(len(row[i]) for row in rows if len(row) > i) for i in range(len(head))]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
+                               for i, cell in enumerate(row)).rstrip())
+    return "\n".join(lines)
