@@ -13,6 +13,7 @@ import pytest
 
 from uikit import api_token, dag_runs, login, running_ui, ui_environ, wait_succeeded, wait_until_runs
 from whoiscrawl.crawl.runstate import run_key
+from whoiscrawl.devtools.stack import connection_env
 from whoiscrawl.devtools.ui import DAG_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -83,7 +84,9 @@ def test_the_form_triggers_runs_that_succeed_against_the_simulator(ui, browser, 
     changed_report = json.loads((out / run_key(second["dag_run_id"]) / "coverage.json").read_text())
     assert default_report["seed_addresses"] == 20000
     assert changed_report["seed_addresses"] == 300
+    simulator = connection_env(local_ui.settings)["WHOISCRAWL_SIM_BOOTSTRAP_URL"]
     for report in (default_report, changed_report):
+        assert report["run_config"]["bootstrap"] == simulator  # what an empty `bootstrap` means on this UI
         assert report["looked_up"] > 0
         assert report["looked_up"] + report["skipped"] + report["failed"] == report["seed_addresses"]
     page.close()
