@@ -29,8 +29,11 @@ def _cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _cmd_seed(args: argparse.Namespace, rest: list[str]) -> int:
     from whoiscrawl.crawl import seed
+    from whoiscrawl.progress import Progress
 
-    summary = seed.prepare_seed(args.out, source=args.source, limit=args.limit, random_seed=args.random_seed)
+    with Progress("seed", total=args.limit, unit="addresses") as progress:  # on stderr: stdout stays JSON
+        summary = seed.prepare_seed(args.out, source=args.source, limit=args.limit, random_seed=args.random_seed)
+        progress.update(summary.count)
     print(json.dumps(summary.as_dict(), indent=2))
     return 0
 

@@ -42,7 +42,8 @@ class Progress:
         self.done = 0
         self.note = ""
         self._started = clock()
-        self._last_out = float("-inf")
+        # a terminal gets the bar at once; a log gets its first figures after log_every_s (short steps: 2 lines)
+        self._last_out = float("-inf") if self.tty else self._started
         self._closed = False
         if not self.tty:
             self._write_line(f"{what}: started" + (f" ({_count(total)} {unit})".rstrip() if total else ""))
