@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from uikit import api_get, api_token, login, running_ui, ui_environ, wait_succeeded
+from uikit import PAGE_TIMEOUT_MS, api_get, api_token, login, running_ui, ui_environ, wait_succeeded
 from whoiscrawl.crawl.kafka_io import make_consumer, read_all
 from whoiscrawl.crawl.runstate import run_key
 from whoiscrawl.crawl.telemetry import aggregate
@@ -78,6 +78,7 @@ def test_the_page_shows_the_metrics_topics_figures_of_a_running_crawl(ui, browse
     key = run_key(run_id)
 
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     login(page, local_ui, password)
     # the page is in Airflow's navigation, served inside the UI by the plugin's external view
     page.goto(f"{local_ui.url}/plugin/whoiscrawl")

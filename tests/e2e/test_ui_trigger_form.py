@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from uikit import api_token, dag_runs, login, running_ui, ui_environ, wait_succeeded, wait_until_runs
+from uikit import PAGE_TIMEOUT_MS, api_token, dag_runs, login, running_ui, ui_environ, wait_succeeded, wait_until_runs
 from whoiscrawl.crawl.runstate import run_key
 from whoiscrawl.devtools.stack import connection_env
 from whoiscrawl.devtools.ui import DAG_ID
@@ -51,6 +51,7 @@ def test_the_form_triggers_runs_that_succeed_against_the_simulator(ui, browser, 
     token = api_token(local_ui, password)
     assert dag_runs(local_ui, token) == []
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     login(page, local_ui, password)
 
     # 1. exactly as the form opens: nothing typed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ from whoiscrawl.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
 SIM_SCALE = 0.01
+#: how long a page element may take to appear: the UI renders slowly on a loaded 2-core machine
+PAGE_TIMEOUT_MS = 120_000
 
 
 def ui_environ(home: Path, **extra: str) -> dict[str, str]:
@@ -68,10 +71,18 @@ def api_token(ui: LocalUI, password: str) -> str:
         return json.loads(response.read())["access_token"]
 
 
-def api_get(ui: LocalUI, path: str, token: str | None) -> Any:
+def api_get(ui: LocalUI, path: str, token: str | None, attempts: int = 5) -> Any:
+    """GET a JSON answer; a slow answer is asked again (SQLite metadata under load can stall the api-server)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with urllib.request.urlopen(urllib.request.Request(f"{ui.url}{path}", headers=headers), timeout=30) as response:
-        return json.loads(response.read())
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"{ui.url}{path}", headers=headers),
+                                        timeout=60) as response:
+                return json.loads(response.read())
+        except (TimeoutError, urllib.error.URLError) as exc:
+            if isinstance(exc, urllib.error.HTTPError) or attempt == attempts - 1:
+                raise
+            time.sleep(2)
 
 
 def dag_runs(ui: LocalUI, token: str) -> list[dict[str, Any]]:
@@ -86,7 +97,7 @@ def wait_until_runs(ui: LocalUI, token: str, count: int, timeout_s: float = 60) 
     return runs
 
 
-def wait_succeeded(ui: LocalUI, token: str, run_id: str, timeout_s: float = 600) -> dict[str, Any]:
+def wait_succeeded(ui: LocalUI, token: str, run_id: str, timeout_s: float = 1200) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         run = api_get(ui, f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", token)
