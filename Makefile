@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration system-deps venv stack-up stack-status stack-down fleet-up fleet-status fleet-down bench clean
+.PHONY: ui ui-down demo test unit integration system-deps venv stack-up stack-status stack-down fleet-up fleet-status fleet-down bench clean
 N ?= 3
 
 system-deps:
@@ -30,6 +30,12 @@ unit: venv
 
 integration: system-deps venv
 	$(BIN)/python -m pytest -p no:cacheprovider -m integration
+
+ui: system-deps venv
+	$(BIN)/whoiscrawl ui up
+
+ui-down: venv
+	$(BIN)/whoiscrawl ui down
 
 stack-up: system-deps venv
 	$(BIN)/whoiscrawl stack up

@@ -43,6 +43,10 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, setup, task, teardown
 
 from whoiscrawl.orchestration.fleet import FLEET_KINDS
+from whoiscrawl.settings import Settings
+
+#: The full crawl, unless this machine is a development stack that sets WHOISCRAWL_DEFAULT_LIMIT (env only).
+DEFAULT_LIMIT = int(Settings().DEFAULT_LIMIT) if Settings().DEFAULT_LIMIT else None
 
 #: The run's datasets (networks.parquet, networks.jsonl.gz, addresses.parquet); each event's extra names the folder.
 NETWORKS_ASSET = Asset(name="whoiscrawl_networks", uri="whoiscrawl://ipv4_whois_crawl/networks")
@@ -71,29 +75,29 @@ DEFAULT_ARGS = {
         "seed": Param("classic", type="string",
                       description="'classic' for the 4,706,768-address pattern, or the path of a file "
                                   "with one IPv4 address per line (invalid lines are reported and skipped)."),
-        "limit": Param(None, type=["null", "integer"], minimum=0,
+        "limit": Param(DEFAULT_LIMIT, type=["null", "integer"], minimum=0,
                        description="Crawl only the first N seed addresses after shuffling; empty (the "
                                    "scheduled run) for all."),
         "random_seed": Param(2018, type="integer", description="Seed of the shuffle (recorded in the report)."),
         "chunks": Param(8, type="integer", minimum=1, maximum=1024,
                         description="Number of crawl tasks the seed is split into (at most max_map_length)."),
-        "bootstrap": Param("", type="string",
+        "bootstrap": Param(None, type=["null", "string"],
                            description="RFC 9224 bootstrap file (path or URL) naming each registry's RDAP "
                                        "service. Empty: WHOISCRAWL_BOOTSTRAP, else IANA's file."),
-        "rate_limits": Param("", type="string",
+        "rate_limits": Param(None, type=["null", "string"],
                              description="Per-registry budgets per host, e.g. 'lacnic=10/60+1000/3600'. "
                                          "Empty: WHOISCRAWL_RATE_LIMITS, else the documented defaults."),
-        "output_dir": Param("", type="string",
+        "output_dir": Param(None, type=["null", "string"],
                             description="Folder for the run's datasets and coverage.json (a subfolder per run). "
                                         "Empty: the project's data folder."),
         "strategy": Param("planned", type="string", enum=["planned", "classic"],
                           description="'planned': plan from the registries' delegated files, walk allocations "
                                       "with relation searches or gap probes, answer the seed from what was "
                                       "found; 'classic': the ancestor's shuffled seed lookups (the baseline)."),
-        "delegated_urls": Param("", type="string",
+        "delegated_urls": Param(None, type=["null", "string"],
                                 description="Delegated-extended files, 'registry=url,...' over the real RIRs' "
                                             "files. Empty: WHOISCRAWL_DELEGATED_URLS, else the real files."),
-        "previous_run": Param("", type="string",
+        "previous_run": Param(None, type=["null", "string"],
                               description="Re-crawl from an earlier run's networks (its run key or folder): one "
                                           "query per known network, oldest fetched first, within `limit`, plus "
                                           "`gap_samples`; writes changes.jsonl.gz. Empty: a scheduled run starts "

@@ -29,8 +29,11 @@ def _cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _cmd_seed(args: argparse.Namespace, rest: list[str]) -> int:
     from whoiscrawl.crawl import seed
+    from whoiscrawl.progress import Progress
 
-    summary = seed.prepare_seed(args.out, source=args.source, limit=args.limit, random_seed=args.random_seed)
+    with Progress("seed", total=args.limit, unit="addresses") as progress:  # on stderr: stdout stays JSON
+        summary = seed.prepare_seed(args.out, source=args.source, limit=args.limit, random_seed=args.random_seed)
+        progress.update(summary.count)
     print(json.dumps(summary.as_dict(), indent=2))
     return 0
 
@@ -45,11 +48,15 @@ def _cmd_telemetry(args: argparse.Namespace, rest: list[str]) -> int:
     from whoiscrawl.settings import Settings
 
     settings = Settings()
+    live_table = args.follow and sys.stdout.isatty()  # JSON lines for pipes and logs
     consumer = make_consumer(kafka_config(settings, local_fallback=True), group_id="whoiscrawl-telemetry")
     try:
         while True:
             reports = [json.loads(v) for _k, v in read_all(consumer, RunConfig.from_env().metrics_topic)]
-            print(format_aggregate(aggregate(reports)), flush=True)
+            if live_table:
+                print("\x1b[H\x1b[2J" + _telemetry_table(reports), flush=True)
+            else:
+                print(format_aggregate(aggregate(reports)), flush=True)
             if not args.follow:
                 return 0
             time.sleep(args.interval)
@@ -57,6 +64,18 @@ def _cmd_telemetry(args: argparse.Namespace, rest: list[str]) -> int:
         return 0
     finally:
         consumer.close()
+
+
+def _telemetry_table(reports: list[dict]) -> str:
+    """The live table of the run that reported last: per registry, per host."""
+    import time
+
+    from whoiscrawl.orchestration.ui import figures
+
+    runs = figures.runs(reports)
+    if not runs:
+        return "no reports on the metrics topic yet"
+    return f"{time.strftime('%H:%M:%S')}  " + figures.text_table(figures.figures(reports, runs[0]["run"]))
 
 
 def _cmd_bootstrap(args: argparse.Namespace, rest: list[str]) -> int:
@@ -132,6 +151,35 @@ def _cmd_lookup(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _param_value(text: str):
+    """A ``--param NAME=VALUE`` value: JSON when it parses (numbers, null, lists), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _cmd_crawl(args: argparse.Namespace, rest: list[str]) -> int:
+    from whoiscrawl.devtools.demo import run_crawl
+
+    params = {"seed": args.seed, "limit": args.limit, "random_seed": args.random_seed, "chunks": args.chunks,
+              "bootstrap": args.bootstrap, "rate_limits": args.rate_limits, "output_dir": args.output_dir,
+              "fleet": args.fleet}
+    params = {k: v for k, v in params.items() if v is not None}  # flags not given keep the DAG's defaults
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"whoiscrawl crawl: --param {item!r}: expected NAME=VALUE")
+        params[name] = _param_value(value)
+    return run_crawl(params)
+
+
+def _cmd_ui(args: argparse.Namespace, rest: list[str]) -> int:
+    from whoiscrawl.devtools import ui
+
+    return ui.main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whoiscrawl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -163,6 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--markdown", action="store_true", help="print docs/stats.md (the default)")
     sm.add_argument("--write", action="store_true", help="rewrite docs/stats.md")
     sm.set_defaults(func=_cmd_stats)
+    sub.add_parser("ui", help="the Airflow UI on the local stack: ui [up]|status|down",
+                   add_help=False).set_defaults(func=_cmd_ui)
+    c = sub.add_parser("crawl", help="run the DAG here (airflow dags test) with any Params; prints the report")
+    c.add_argument("--seed", help="'classic' or a file of addresses (one a line)")
+    c.add_argument("--limit", type=int, help="the first N addresses after shuffling")
+    c.add_argument("--random-seed", type=int)
+    c.add_argument("--chunks", type=int)
+    c.add_argument("--bootstrap", help="RFC 9224 file (path or URL); default: the local simulator's")
+    c.add_argument("--rate-limits", help="per-registry budgets per host, e.g. 'lacnic=10/60+1000/3600'")
+    c.add_argument("--output-dir", help="folder for <run>/results.jsonl.gz and coverage.json")
+    c.add_argument("--fleet", help="local or celery")
+    c.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other DAG Param (VALUE is JSON when it parses); repeatable")
+    c.set_defaults(func=_cmd_crawl)
     d = sub.add_parser("demo", help="run the DAG against the local simulator and print the coverage report")
     d.add_argument("--limit", type=int, default=20000)
     d.add_argument("--chunks", type=int, default=8)
@@ -184,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command not in ("stack", "simulate", "fleet") and rest:
+    if args.command not in ("stack", "simulate", "fleet", "ui") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args, rest) or 0)

@@ -58,6 +58,8 @@ DEFINITIONS: tuple[Setting, ...] = (
             "Prefix of the bridge, veths and network namespaces the local fleet creates (1-8 of a-z, 0-9)."),
     Setting("POSTGRES_PORT", 15432, int, "Port of the fleet's PostgreSQL (Airflow metadata and Celery results)."),
     Setting("AIRFLOW_API_PORT", 18790, int, "Port of the fleet's Airflow api-server (UI, REST and execution API)."),
+    Setting("UI_PORT", 18700, int,
+            "Port of the local Airflow UI (`whoiscrawl ui`: api-server on the local stack, bound to 127.0.0.1)."),
     Setting("REPLICA_PORT", 16380, int, "Port of each fleet host's Redis replica, on that host's loopback."),
     Setting("WORKER_LOG_PORT", 18793, int, "Port of each Celery worker's log server (Airflow reads task logs from it)."),
     Setting("WORKER_CONCURRENCY", 2, int, "Task slots of each fleet host's Celery worker."),
@@ -79,6 +81,10 @@ DEFINITIONS: tuple[Setting, ...] = (
             "Kafka bootstrap servers. Empty: the Airflow connection kafka_default (a task "
             "fails without it; the CLI falls back to the local broker)."),
     Setting("HOST_ID", "", str, "Name of this host in telemetry. Empty: the machine's hostname."),
+    Setting("DEFAULT_LIMIT", "", str,
+            "Default of the DAG's `limit` Param on this machine (a number of seed addresses). Empty: the full "
+            "crawl. A development stack sets a small one (`whoiscrawl ui` sets 2000), so a run triggered as the "
+            "form opens ends in minutes."),
 )
 
 _BY_NAME = {s.name: s for s in DEFINITIONS}

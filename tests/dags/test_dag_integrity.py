@@ -131,3 +131,16 @@ def test_strategy_param_chooses_between_planned_and_classic(dagbag):
     assert {"strategy", "delegated_urls"} <= set(RUN_CONFIG_PARAMS)
     assert build_run_config({"strategy": "classic"}).strategy == "classic"
     assert build_run_config({"strategy": ""}).strategy == "planned"
+
+
+def test_optional_params_are_optional_in_the_trigger_form(dagbag):
+    """A Param whose description says what "Empty" means accepts null and defaults to it: the form
+    does not mark it required, and the tasks treat None like empty."""
+    dag = dagbag.dags["ipv4_whois_crawl"]
+    optional = [name for name in dag.params.keys() if "Empty" in (dag.params.get_param(name).description or "")]
+    assert {"bootstrap", "rate_limits", "output_dir"} <= set(optional)
+    for name in optional:
+        param = dag.params.get_param(name)
+        assert "null" in param.schema["type"], name
+        assert param.resolve(None) is None, name  # validation accepts what the tasks accept
+    dag.params.validate()  # the defaults validate as the form sends them
