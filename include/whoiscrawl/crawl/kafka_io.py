@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from whoiscrawl.errors import WhoiscrawlError
+
 PRODUCER_OVERRIDES: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -77,7 +79,7 @@ def read_all(consumer: Consumer, topic: str, timeout_s: float = 60.0) -> Iterato
     yield from read_range(consumer, topic, {p: 0 for p in ends}, ends, timeout_s)
 
 
-class RecordTooLarge(ValueError):
+class RecordTooLarge(WhoiscrawlError, ValueError):
     """A message longer than the tracker's ``max_bytes``: not produced (the broker would refuse it)."""
 
 

@@ -27,19 +27,19 @@ processes of one host), which lets tests drive it with a fake clock.
 do not make the registry see more than ``count`` in its own window.
 
 Adaptive rate: :meth:`RegistryRateLimiter.on_throttled` cuts the registry's
-rate for the whole host (every window's count is multiplied by the factor, so a
-cut rate also has a smaller burst; below one request per window the period is
-stretched instead; at most one
-cut per shortest period, so a burst of 429s in flight counts once) to 90% of
-what the registry admitted in its last window (the successes the host
-recorded), or by half when it admitted nothing (95%: ``admitted_share``): a budget ten times too high
-converges in one cut instead of four, before the excess of four bursts gets the
-host blocked, and a right one loses only 5%.
-:meth:`RegistryRateLimiter.on_success` grows the rate by 2% at most once per
-shortest period, never above the configured limits: slow enough that a host
-creeps back to the registry's limit and meets a 429 rarely. :meth:`RegistryRateLimiter.pause` stops a registry host-wide
-until a time (Retry-After, LACNIC's "Rate Limit Notice"); requests already
-waiting for a slot check it again before they go.
+rate for the whole host, at most once per shortest period (a burst of 429s in
+flight counts once): to 95% (``admitted_share``) of what the registry admitted
+in its last window (the successes the host recorded), or by half when none is
+known. A budget ten times too high converges in one cut instead of four, before
+the excess of four bursts gets the host blocked; a right one loses only 5%. The
+factor shrinks every window's count (a cut rate also has a smaller burst);
+below one request per window it stretches the period instead.
+:meth:`RegistryRateLimiter.on_success` adds one request per shortest window
+back, once per window (additive increase), never above the configured limits:
+a host creeps back to the registry's limit and meets a 429 rarely.
+:meth:`RegistryRateLimiter.pause` stops a registry host-wide until a time
+(Retry-After, LACNIC's "Rate Limit Notice"); requests already waiting for a
+slot check it again right before they go.
 
 Registries are independent: separate keys, separate reservations.
 """
@@ -196,26 +196,27 @@ _THROTTLED = """
 local now = tonumber(ARGV[1])
 local factor = tonumber(redis.call('HGET', KEYS[1], 'factor') or '1')
 local cut_at = tonumber(redis.call('HGET', KEYS[1], 'cut_at') or '-1e18')
-if now - cut_at < tonumber(ARGV[4]) then
-  return {tostring(factor), 0}
-end
-local cut = factor * tonumber(ARGV[2])
 local admitted = 0
 for _, t in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
   if tonumber(t) > now - tonumber(ARGV[6]) then admitted = admitted + 1 end
 end
-if admitted > 0 then
-  cut = math.min(factor, tonumber(ARGV[8]) * admitted / tonumber(ARGV[7]))
+local learned = tonumber(ARGV[8]) * admitted / tonumber(ARGV[7])
+if now - cut_at < tonumber(ARGV[4]) then
+  return {tostring(factor), 0}
 end
-factor = math.max(tonumber(ARGV[3]), cut)
+local cut = factor * tonumber(ARGV[2])
+if admitted > 0 then
+  cut = math.min(factor, learned)
+end
 local stamp = string.format('%.6f', now)
+factor = math.max(tonumber(ARGV[3]), cut)
 redis.call('HSET', KEYS[1], 'factor', tostring(factor), 'cut_at', stamp, 'up_at', stamp)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 return {tostring(factor), 1}
 """
 
-# KEYS: adapt, ok. ARGV: increase, now, holdoff, keep, ttl_ms. Records the success; returns the factor.
-# Grows the factor by ``increase`` of itself at most once per ``holdoff`` (the shortest window), never above 1.
+# KEYS: adapt, ok. ARGV: step, now, holdoff, keep, ttl_ms. Records the success; returns the factor.
+# Grows the factor by ``step`` at most once per ``holdoff`` (the shortest window), never above 1.
 _SUCCESS = """
 local now = tonumber(ARGV[2])
 redis.call('LPUSH', KEYS[2], string.format('%.6f', now))
@@ -225,7 +226,7 @@ local current = redis.call('HGET', KEYS[1], 'factor')
 if not current then return '1' end
 local up_at = tonumber(redis.call('HGET', KEYS[1], 'up_at') or '-1e18')
 if now - up_at < tonumber(ARGV[3]) then return current end
-local factor = math.min(1, tonumber(current) * (1 + tonumber(ARGV[1])))
+local factor = math.min(1, tonumber(current) + tonumber(ARGV[1]))
 if factor >= 1 then
   redis.call('HDEL', KEYS[1], 'factor', 'up_at')
   return '1'
@@ -245,7 +246,7 @@ class RegistryRateLimiter:
 
     def __init__(self, client: redis.Redis, host_id: str, limits: RateLimits | None = None,
                  key_prefix: str = "whoiscrawl:rate", *, clock: Callable[[], float] = time.time,
-                 margin_s: float = 0.05, margin_ratio: float = 0.01, decrease: float = 0.5, increase: float = 0.02,
+                 margin_s: float = 0.05, margin_ratio: float = 0.01, decrease: float = 0.5, increase: float = 1.0,
                  min_factor: float = 0.02, adapt_ttl_s: float = 86400.0, admitted_share: float = 0.95,
                  stats: StatsCollector | None = None) -> None:
         if not 0 < decrease < 1 or not 0 < min_factor <= 1 or increase <= 0:
@@ -345,13 +346,13 @@ class RegistryRateLimiter:
         return float(factor)
 
     def on_success(self, registry: str, now: float | None = None) -> float:
-        """A request went through: note it, and give back a little of the rate once per window (never above
-        the limits); return the factor."""
+        """A request went through: note it, and give back ``increase`` requests per window once per window
+        (additive increase, never above the limits); return the factor."""
         now = self.clock() if now is None else now
         window = self._shortest(registry)
         _log, adapt, _pause = self._keys(registry)
         return float(self._success(keys=[adapt, self._ok_key(registry)], args=[
-            repr(self.increase), repr(float(now)), repr(float(window.period_s)), window.count,
+            repr(self.increase / window.count), repr(float(now)), repr(float(window.period_s)), window.count,
             int(self.adapt_ttl_s * 1000)]))
 
     def rate_factor(self, registry: str) -> float:

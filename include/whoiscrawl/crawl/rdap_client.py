@@ -27,6 +27,7 @@ from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.bootstrap import Bootstrap, Service, netloc
 from whoiscrawl.crawl.records import BadResponse, build_record, rate_limit_notice
 from whoiscrawl.crawl.stats import StatsCollector
+from whoiscrawl.errors import WhoiscrawlError
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 #: Ask for the body as it is: a compressed one is decompressed here, never past the size cap.
@@ -34,11 +35,11 @@ REQUEST_HEADERS = {"Accept-Encoding": "identity"}
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(WhoiscrawlError):
     """The answer's body (after decompression) passed the size cap."""
 
 
-class BadEncoding(Exception):
+class BadEncoding(WhoiscrawlError):
     """A Content-Encoding this client cannot read, or a compressed body that does not decompress."""
 
 
