@@ -147,10 +147,13 @@ if newest and tonumber(newest) > t then
 end
 local maxcount, maxperiod = 1, 0
 for i = 0, n - 1 do
-  -- the adapted rate shrinks the count first (a smaller burst), the period only below one request
+  -- the adapted rate shrinks the count (a smaller burst), never the period below the registry's window;
+  -- below one request per window it stretches the period instead
   local scaled = tonumber(ARGV[4 + 2 * i]) * factor
-  local count = math.max(1, math.floor(scaled))
-  local period = tonumber(ARGV[5 + 2 * i]) * count / scaled + margin
+  local count = 1
+  local period = tonumber(ARGV[5 + 2 * i])
+  if scaled >= 1 then count = math.floor(scaled) else period = period / scaled end
+  period = period + margin
   if tonumber(ARGV[4 + 2 * i]) > maxcount then maxcount = tonumber(ARGV[4 + 2 * i]) end
   if period > maxperiod then maxperiod = period end
   local old = redis.call('LINDEX', KEYS[1], count - 1)
