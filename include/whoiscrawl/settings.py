@@ -76,7 +76,7 @@ DEFINITIONS: tuple[Setting, ...] = (
             "Redis master for the known-network index and cluster config. Empty: the Airflow "
             "connection redis_default (a task fails without it; the CLI falls back to the local stack's Redis)."),
     Setting("REDIS_REPLICA_URL", "", str,
-            "This host's Redis replica (reads and rate budgets). Empty: same as the master."),
+            "This host's Redis replica (index and config reads). Empty: same as the master."),
     Setting("KAFKA_BOOTSTRAP_SERVERS", "", str,
             "Kafka bootstrap servers. Empty: the Airflow connection kafka_default (a task "
             "fails without it; the CLI falls back to the local broker)."),

@@ -400,9 +400,10 @@ def test_every_replica_caught_up_with_the_master(fleet: Fleet, fleet_run: FleetR
         time.sleep(0.5)
     assert set(caught_up) == set(addresses), f"replicas behind the master: {local.replica_links()}"
 
-    log_key = runstate.index_key(fleet_run.key) + ":log"
     master = local.master_client()
     try:
+        _cluster, run_state = runstate.read_config(master, fleet_run.key, wait_s=5)
+        log_key = runstate.index_key(fleet_run.key, int(run_state.get("attempt", 0))) + ":log"
         master_log = master.get(log_key) or b""
     finally:
         master.close()

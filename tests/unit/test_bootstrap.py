@@ -98,3 +98,27 @@ def test_refresh_without_a_source_updates_the_default_from_iana(tmp_path, monkey
         assert doc == newer and "refreshed" in where
     finally:
         srv.shutdown()
+
+
+MIRRORS = {"services": [[["1.0.0.0/8"], ["https://rdap-mirror.example:8443/"]],
+                        [["200.0.0.0/8"], ["http://10.0.0.9:8080/lacnic-proxy/"]]]}
+
+
+def test_registries_behind_mirrors_are_named_by_the_naming_setting():
+    unnamed = Bootstrap(MIRRORS)
+    assert unnamed.registries() == ["10.0.0.9:8080", "rdap-mirror.example:8443"]
+    named = Bootstrap(MIRRORS, names="rdap-mirror.example:8443=apnic,10.0.0.9=lacnic")
+    assert named.registries() == ["apnic", "lacnic"]
+    # a redirect to a bootstrap host takes that service's name, wherever on the host it points
+    assert named.registry_for_url("https://rdap-mirror.example:8443/other/ip/1.1.1.1") == "apnic"
+    assert named.registry_for_url("https://rdap.arin.net/registry/ip/3.3.3.3") == "arin"
+
+
+def test_a_rate_limit_for_a_registry_the_bootstrap_lacks_is_an_error():
+    named = Bootstrap(MIRRORS, names="rdap-mirror.example:8443=apnic,10.0.0.9=lacnic")
+    named.check_rate_limits("apnic=5/1,default=2/1")
+    with pytest.raises(BootstrapError, match="ripe"):
+        named.check_rate_limits("apnic=5/1,ripe=3/1")  # a typo of ripencc, silently ignored before
+    Bootstrap(default_document()).check_rate_limits("lacnic=10/60,arin=10/1")
+    with pytest.raises(BootstrapError, match="registry_names"):
+        Bootstrap(MIRRORS).check_rate_limits("apnic=5/1")

@@ -169,15 +169,25 @@ def test_adaptive_decrease_shared_and_slow_recovery(master):
     assert 0.4 * full <= halved <= 0.6 * full
     assert a.on_throttled("apnic", now=T0 + 2) == pytest.approx(0.25)
     assert a.stats["ratelimit/apnic/throttled"] == 3 and a.stats["ratelimit/apnic/rate_cut"] == 2
-    # additive increase: slow, and never above the configured rate
-    factors = [b.on_success("apnic") for _ in range(10)]
-    assert factors == sorted(factors) and factors[-1] == pytest.approx(0.25 + 10 * b.increase)
-    for _ in range(200):
-        b.on_success("apnic")
+    # additive increase: one request per window (10 per 1 s here), once per window, never above the limits
+    assert [b.on_success("apnic", now=T0 + 2.5) for _ in range(5)] == [pytest.approx(0.25)] * 5
+    factors = [b.on_success("apnic", now=T0 + 3 + k) for k in range(5)]
+    assert factors == [pytest.approx(0.25 + 0.1 * (k + 1)) for k in range(5)]
+    for k in range(20):
+        b.on_success("apnic", now=T0 + 20 + k)
     assert b.rate_factor("apnic") == 1.0
     for k in range(20):  # many throttles: floored, never zero
-        a.on_throttled("apnic", now=T0 + 10 + 2 * k)
+        a.on_throttled("apnic", now=T0 + 300 + 2 * k)
     assert a.rate_factor("apnic") == pytest.approx(a.min_factor)
+
+
+def test_a_cut_goes_to_what_the_registry_admitted_in_its_last_window(master):
+    """A budget 10x too high: the first 429 cuts the rate to 95% of the successes of the last window."""
+    lim = limiter(master, "apnic=200/2")
+    for k in range(20):  # the registry admitted 20 in the last 2 s
+        lim.on_success("apnic", now=T0 + k * 0.05)
+    assert lim.on_throttled("apnic", now=T0 + 1.2) == pytest.approx(lim.admitted_share * 20 / 200)
+    assert lim.stats["ratelimit/apnic/rate_cut"] == 1
 
 
 def test_budget_lives_in_the_hosts_replica(redis_master, redis_replica, redis_flush):

@@ -62,3 +62,26 @@ def test_rate_limit_notice_names_its_window():
     assert notice_window_s("maxed at 1000 queries per 1 hour") == 3600.0
     assert notice_window_s("5 queries per second") == 1.0
     assert notice_window_s("slow down") is None
+
+
+def test_a_rate_limit_notice_pause_is_capped_like_retry_after():
+    import json as _json
+
+    from whoiscrawl.crawl.bootstrap import Bootstrap
+    from whoiscrawl.crawl.rdap_client import RdapClient, Throttle
+    from whoiscrawl.crawl.stats import StatsCollector
+
+    client = RdapClient(None, Bootstrap({"services": []}), StatsCollector(), None, retry_after_max_s=600.0)
+    body = {"notices": [{"title": "Rate Limit Notice",
+                         "description": ["Rate Limit is maxed at 10 queries per 99999 minutes."]}]}
+    result = client._classify(1, "lacnic", "http://x/lacnic/ip/0.0.0.1", 200, {}, _json.dumps(body).encode(), False)
+    assert isinstance(result, Throttle) and result.pause_s == 600.0
+    body["notices"][0]["description"] = ["Rate Limit is maxed at 10 queries per 1 minutes."]
+    result = client._classify(1, "lacnic", "http://x/lacnic/ip/0.0.0.1", 200, {}, _json.dumps(body).encode(), False)
+    assert result.pause_s == 60.0
+
+
+def test_retry_after_that_overflows_or_is_not_a_number_is_no_pause_length():
+    assert parse_retry_after("Fri, 31 Dec 99999 23:59:59 GMT") is None
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after("1e400") == float("inf")  # longer than any cap: the address is failed

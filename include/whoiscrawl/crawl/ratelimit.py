@@ -3,9 +3,11 @@
 Registries limit requests per client address, so the budget is one per registry
 per source host, whatever the number of crawl processes on it. The ancestor gave
 each worker its own limit and was blocked by LACNIC and AFRINIC; here every
-process of a host reserves its requests in that host's Redis (its local
-replica in the fleet, which is writable and keeps such writes local; the master
-on a single host).
+process of a host reserves its requests under that host's keys on the master
+Redis (``crawl_chunk`` passes it): a writable replica would keep such writes
+local, but a full resync of the replica wipes them, and with them a pause of an
+hour (LACNIC's next slot went from 3,600 s to 0 s); the master keeps them, in
+its append-only file too.
 
 Algorithm: a sliding-window log with reservations, in one Lua script, over all
 windows of a registry at once. The script keeps the times of the latest
@@ -24,13 +26,20 @@ processes of one host), which lets tests drive it with a fake clock.
 (1% by default: 0.6 s of LACNIC's minute), so that timer lateness and network jitter
 do not make the registry see more than ``count`` in its own window.
 
-Adaptive rate (AIMD): :meth:`RegistryRateLimiter.on_throttled` divides the
-registry's rate for the whole host (every period is stretched by ``1/factor``;
-at most one cut per shortest period, so a burst of 429s in flight counts once),
-:meth:`RegistryRateLimiter.on_success` adds a little back, never above the
-configured limits. :meth:`RegistryRateLimiter.pause` stops a registry host-wide
-until a time (Retry-After, LACNIC's "Rate Limit Notice"); requests already
-waiting for a slot check it again before they go.
+Adaptive rate: :meth:`RegistryRateLimiter.on_throttled` cuts the registry's
+rate for the whole host, at most once per shortest period (a burst of 429s in
+flight counts once): to 95% (``admitted_share``) of what the registry admitted
+in its last window (the successes the host recorded), or by half when none is
+known. A budget ten times too high converges in one cut instead of four, before
+the excess of four bursts gets the host blocked; a right one loses only 5%. The
+factor shrinks every window's count (a cut rate also has a smaller burst);
+below one request per window it stretches the period instead.
+:meth:`RegistryRateLimiter.on_success` adds one request per shortest window
+back, once per window (additive increase), never above the configured limits:
+a host creeps back to the registry's limit and meets a 429 rarely.
+:meth:`RegistryRateLimiter.pause` stops a registry host-wide until a time
+(Retry-After, LACNIC's "Rate Limit Notice"); requests already waiting for a
+slot check it again right before they go.
 
 Registries are independent: separate keys, separate reservations.
 """
@@ -138,9 +147,14 @@ if newest and tonumber(newest) > t then
 end
 local maxcount, maxperiod = 1, 0
 for i = 0, n - 1 do
-  local count = tonumber(ARGV[4 + 2 * i])
-  local period = tonumber(ARGV[5 + 2 * i]) / factor + margin
-  if count > maxcount then maxcount = count end
+  -- the adapted rate shrinks the count (a smaller burst), never the period below the registry's window;
+  -- below one request per window it stretches the period instead
+  local scaled = tonumber(ARGV[4 + 2 * i]) * factor
+  local count = 1
+  local period = tonumber(ARGV[5 + 2 * i])
+  if scaled >= 1 then count = math.floor(scaled) else period = period / scaled end
+  period = period + margin
+  if tonumber(ARGV[4 + 2 * i]) > maxcount then maxcount = tonumber(ARGV[4 + 2 * i]) end
   if period > maxperiod then maxperiod = period end
   local old = redis.call('LINDEX', KEYS[1], count - 1)
   if old then
@@ -177,30 +191,50 @@ end
 return string.format('%.6f', current)
 """
 
-# KEYS: adapt. ARGV: now, decrease, min_factor, holdoff, ttl_ms. Returns {factor, cut(0/1)}.
+# KEYS: adapt, ok. ARGV: now, decrease, min_factor, holdoff, ttl_ms, period, count, share.
+# Returns {factor, cut(0/1)}. The cut goes to what the registry admitted in its last window (``share`` of
+# the successes within ``period``; halved when none is known): a budget ten times too high converges in
+# one step, a right one loses only the share.
 _THROTTLED = """
 local now = tonumber(ARGV[1])
 local factor = tonumber(redis.call('HGET', KEYS[1], 'factor') or '1')
 local cut_at = tonumber(redis.call('HGET', KEYS[1], 'cut_at') or '-1e18')
+local admitted = 0
+for _, t in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  if tonumber(t) > now - tonumber(ARGV[6]) then admitted = admitted + 1 end
+end
+local learned = tonumber(ARGV[8]) * admitted / tonumber(ARGV[7])
 if now - cut_at < tonumber(ARGV[4]) then
   return {tostring(factor), 0}
 end
-factor = math.max(tonumber(ARGV[3]), factor * tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], 'factor', tostring(factor), 'cut_at', string.format('%.6f', now))
+local cut = factor * tonumber(ARGV[2])
+if admitted > 0 then
+  cut = math.min(factor, learned)
+end
+local stamp = string.format('%.6f', now)
+factor = math.max(tonumber(ARGV[3]), cut)
+redis.call('HSET', KEYS[1], 'factor', tostring(factor), 'cut_at', stamp, 'up_at', stamp)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 return {tostring(factor), 1}
 """
 
-# KEYS: adapt. ARGV: increase. Returns the factor; writes only while below 1.
+# KEYS: adapt, ok. ARGV: step, now, holdoff, keep, ttl_ms. Records the success; returns the factor.
+# Grows the factor by ``step`` at most once per ``holdoff`` (the shortest window), never above 1.
 _SUCCESS = """
+local now = tonumber(ARGV[2])
+redis.call('LPUSH', KEYS[2], string.format('%.6f', now))
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]))
 local current = redis.call('HGET', KEYS[1], 'factor')
 if not current then return '1' end
+local up_at = tonumber(redis.call('HGET', KEYS[1], 'up_at') or '-1e18')
+if now - up_at < tonumber(ARGV[3]) then return current end
 local factor = math.min(1, tonumber(current) + tonumber(ARGV[1]))
 if factor >= 1 then
-  redis.call('HDEL', KEYS[1], 'factor')
+  redis.call('HDEL', KEYS[1], 'factor', 'up_at')
   return '1'
 end
-redis.call('HSET', KEYS[1], 'factor', tostring(factor))
+redis.call('HSET', KEYS[1], 'factor', tostring(factor), 'up_at', string.format('%.6f', now))
 return tostring(factor)
 """
 
@@ -215,8 +249,8 @@ class RegistryRateLimiter:
 
     def __init__(self, client: redis.Redis, host_id: str, limits: RateLimits | None = None,
                  key_prefix: str = "whoiscrawl:rate", *, clock: Callable[[], float] = time.time,
-                 margin_s: float = 0.05, margin_ratio: float = 0.01, decrease: float = 0.5, increase: float = 0.01,
-                 min_factor: float = 0.05, adapt_ttl_s: float = 86400.0,
+                 margin_s: float = 0.05, margin_ratio: float = 0.01, decrease: float = 0.5, increase: float = 1.0,
+                 min_factor: float = 0.02, adapt_ttl_s: float = 86400.0, admitted_share: float = 0.95,
                  stats: StatsCollector | None = None) -> None:
         if not 0 < decrease < 1 or not 0 < min_factor <= 1 or increase <= 0:
             raise ValueError("need 0 < decrease < 1, 0 < min_factor <= 1 and increase > 0")
@@ -231,6 +265,7 @@ class RegistryRateLimiter:
         self.increase = increase
         self.min_factor = min_factor
         self.adapt_ttl_s = adapt_ttl_s
+        self.admitted_share = admitted_share
         self.stats = stats if stats is not None else StatsCollector()
         self._reserve = client.register_script(_RESERVE)
         self._pause = client.register_script(_PAUSE)
@@ -241,6 +276,12 @@ class RegistryRateLimiter:
         # one hash tag per host and registry: the script's keys share a cluster slot
         base = f"{self.key_prefix}:{{{self.host_id}:{registry}}}"
         return f"{base}:log", f"{base}:adapt", f"{base}:pause"
+
+    def _ok_key(self, registry: str) -> str:
+        return f"{self.key_prefix}:{{{self.host_id}:{registry}}}:ok"
+
+    def _shortest(self, registry: str) -> Window:
+        return min(self.limits.for_registry(registry), key=lambda w: w.period_s)
 
     # --- reservations -----------------------------------------------------------------------
     def reserve(self, registry: str, now: float | None = None) -> float:
@@ -297,20 +338,25 @@ class RegistryRateLimiter:
     def on_throttled(self, registry: str, now: float | None = None) -> float:
         """The registry pushed back (429, a rate notice): cut its rate for the host; return the factor."""
         now = self.clock() if now is None else now
-        holdoff = min(w.period_s for w in self.limits.for_registry(registry))
+        window = self._shortest(registry)
         _log, adapt, _pause = self._keys(registry)
-        factor, cut = self._throttled(keys=[adapt], args=[
-            repr(float(now)), repr(self.decrease), repr(self.min_factor), repr(float(holdoff)),
-            int(self.adapt_ttl_s * 1000)])
+        factor, cut = self._throttled(keys=[adapt, self._ok_key(registry)], args=[
+            repr(float(now)), repr(self.decrease), repr(self.min_factor), repr(float(window.period_s)),
+            int(self.adapt_ttl_s * 1000), repr(float(window.period_s)), window.count, repr(self.admitted_share)])
         self.stats.count("ratelimit", registry, "throttled")
         if int(cut):
             self.stats.count("ratelimit", registry, "rate_cut")
         return float(factor)
 
-    def on_success(self, registry: str) -> float:
-        """A request went through: give back a little of the rate (never above the limits)."""
+    def on_success(self, registry: str, now: float | None = None) -> float:
+        """A request went through: note it, and give back ``increase`` requests per window once per window
+        (additive increase, never above the limits); return the factor."""
+        now = self.clock() if now is None else now
+        window = self._shortest(registry)
         _log, adapt, _pause = self._keys(registry)
-        return float(self._success(keys=[adapt], args=[repr(self.increase)]))
+        return float(self._success(keys=[adapt, self._ok_key(registry)], args=[
+            repr(self.increase / window.count), repr(float(now)), repr(float(window.period_s)), window.count,
+            int(self.adapt_ttl_s * 1000)]))
 
     def rate_factor(self, registry: str) -> float:
         """The share of the configured rate the host currently uses for ``registry`` (0..1]."""
@@ -320,6 +366,6 @@ class RegistryRateLimiter:
 
     def reset(self, registries: Iterable[str]) -> None:
         """Forget reservations, pauses and rate cuts of these registries on this host."""
-        keys = [k for r in registries for k in self._keys(r)]
+        keys = [k for r in registries for k in (*self._keys(r), self._ok_key(r))]
         if keys:
             self.client.delete(*keys)
