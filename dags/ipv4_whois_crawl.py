@@ -18,7 +18,7 @@ Internet Registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).
 6. **coverage_report**: `coverage.json`, also returned as the XCom.
 7. **teardown_fleet** (teardown): releases what provisioning launched.
 
-Connections: `redis_default`, `kafka_default`. Settings: `WHOISCRAWL_*`
+Connections: `redis_default`, `kafka_default`; `aws_default` for `fleet=ec2` and `s3_prefix`. Settings: `WHOISCRAWL_*`
 environment variables (see the README).
 """
 
@@ -69,7 +69,36 @@ DEFAULT_ARGS = {
                                         "Empty: the project's data folder."),
         "fleet": Param("local", type="string", enum=list(FLEET_KINDS),
                        description="Where crawl tasks run: 'local' launches nothing; 'celery' checks that "
-                                   "the CeleryExecutor fleet's workers answer and crawls on them."),
+                                   "the CeleryExecutor fleet's workers answer and crawls on them; 'ec2' bakes a "
+                                   "worker image and launches spot workers (the ec2_* params, docs/ec2.md)."),
+        "ec2_region": Param(None, type=["null", "string"], description="fleet=ec2: AWS region. Empty: us-east-1."),
+        "ec2_workers": Param(2, type="integer", minimum=1, maximum=500, description="fleet=ec2: spot workers."),
+        "ec2_instance_type": Param("c6i.large", type="string", description="fleet=ec2: the workers' instance type."),
+        "ec2_max_price": Param(0.05, type="number", exclusiveMinimum=0,
+                               description="fleet=ec2: the most paid per worker-hour (USD, the spot max price)."),
+        "ec2_coordinator": Param(None, type=["null", "string"],
+                                 description="fleet=ec2: the address the workers join (this coordinator's Redis, "
+                                             "Kafka, PostgreSQL and API, as the workers reach them)."),
+        "ec2_ami_id": Param(None, type=["null", "string"],
+                            description="fleet=ec2: a worker image baked earlier; empty: bake one for this run."),
+        "ec2_base_ami_id": Param(None, type=["null", "string"],
+                                 description="fleet=ec2: the image the builder starts from (Debian 12), to bake."),
+        "ec2_project_url": Param(None, type=["null", "string"],
+                                 description="fleet=ec2: URL of the project's source tarball the builder installs."),
+        "ec2_keep_ami": Param(False, type="boolean",
+                              description="fleet=ec2: keep the baked image and its snapshots after teardown."),
+        "ec2_subnet_id": Param(None, type=["null", "string"],
+                               description="fleet=ec2: subnet of the workers; empty: the default VPC."),
+        "ec2_security_group_id": Param(None, type=["null", "string"],
+                                       description="fleet=ec2: an existing group; empty: a group of the run's own "
+                                                   "that admits only itself and the coordinator."),
+        "ec2_bake_wait_s": Param(1800, type="integer", minimum=1,
+                                 description="fleet=ec2: seconds the builder may take to install and power off."),
+        "ec2_ready_wait_s": Param(900, type="integer", minimum=1,
+                                  description="fleet=ec2: seconds the workers may take to answer Celery."),
+        "s3_prefix": Param(None, type=["null", "string"],
+                           description="s3://bucket/prefix the seed sqlite and the results are copied to "
+                                       "(the aws_default connection); empty: none."),
     },
 )
 def ipv4_whois_crawl():
@@ -84,8 +113,10 @@ def ipv4_whois_crawl():
     def provision_fleet() -> dict:
         from whoiscrawl.orchestration.fleet import bring_up, provider_for
 
+        from whoiscrawl.crawl.runstate import run_key
+
         ctx = get_current_context()
-        params = dict(ctx["params"])
+        params = {**ctx["params"], "run": run_key(ctx["run_id"])}  # the tag on what a cloud fleet launches
         return bring_up(provider_for(params["fleet"]), params,
                         record=lambda state: ctx["ti"].xcom_push(key="fleet_state", value=state))
 

@@ -100,3 +100,16 @@ def test_fleet_param_offers_every_fleet_kind(dagbag):
 
     dag = dagbag.dags["ipv4_whois_crawl"]
     assert list(dag.params.get_param("fleet").schema["enum"]) == list(FLEET_KINDS)
+
+
+def test_ec2_params_are_described_and_the_optional_ones_nullable(dagbag):
+    dag = dagbag.dags["ipv4_whois_crawl"]
+    ec2 = [name for name in dag.params.keys() if name.startswith("ec2_")] + ["s3_prefix"]
+    assert {"ec2_region", "ec2_workers", "ec2_instance_type", "ec2_max_price", "ec2_coordinator", "ec2_ami_id",
+            "ec2_keep_ami", "ec2_subnet_id", "ec2_security_group_id"} <= set(ec2)
+    for name in ec2:
+        param = dag.params.get_param(name)
+        assert param.description, name
+        if param.value is None:
+            assert "null" in param.schema["type"], name
+    assert dag.params["ec2_keep_ami"] is False
