@@ -19,8 +19,9 @@ import pytest
 from whoiscrawl.devtools.services.moto_server import MotoServer, aws_connection_uri
 from whoiscrawl.orchestration.aws import ec2_client
 from whoiscrawl.orchestration.fleet import FleetError, bring_up
-from whoiscrawl.orchestration.fleet.ec2 import (TAG_ROLE, TAG_RUN, Ec2Options, Ec2Provider, Notes, state_key,
-                                                 worker_user_data)
+from whoiscrawl.orchestration.fleet.ec2 import (TAG_ROLE, TAG_RUN, Ec2Options, Ec2Provider, Notes,
+                                                 fleet_cost_of_run, state_key, worker_user_data)
+from whoiscrawl.orchestration.storage import StorageError, copy_to_s3
 from whoiscrawl.orchestration.fleet.worker_boot import WORKER_CONFIG_KEY
 from whoiscrawl.settings import Settings
 
@@ -165,6 +166,10 @@ def test_the_whole_lifecycle_bake_spot_workers_rules_and_a_teardown_that_leaves_
     assert sorted(notes["spot_request_ids"]) == sorted(r["SpotInstanceRequestId"] for r in requests)
     assert master.exists(WORKER_CONFIG_KEY) and master.exists(state_key(run))
 
+    # the report's cost section reads the same record: 3 workers at most at the max price
+    cost = fleet_cost_of_run(master, run, 1_000_000)["fleet_cost"]
+    assert cost["instances"] == 3 and cost["price_per_hour"] == 0.031 and cost["instance_hours"] >= 0
+
     # teardown finds it all by the tag and leaves nothing; the second finds nothing and says so
     first = Ec2Provider().teardown(state)
     assert set(first["released"]) >= {*notes["worker_ids"], *notes["spot_request_ids"], state["image_id"],
@@ -239,3 +244,17 @@ def test_workers_that_never_join_fail_the_setup_with_a_clear_error_and_are_relea
 def test_missing_params_name_what_to_give():
     with pytest.raises(FleetError, match="ec2_coordinator.*ec2_ami_id"):
         Ec2Options.from_params({"run": "r"})
+
+
+def test_run_files_go_to_s3_under_the_prefix_and_nowhere_without_one(aws, tmp_path):
+    from whoiscrawl.orchestration.aws import s3_hook
+
+    s3_hook().create_bucket(bucket_name="crawls", region_name=REGION)
+    seed = tmp_path / "seed.sqlite"
+    seed.write_bytes(b"SQLite format 3\x00 and the rest")
+    url = copy_to_s3({"s3_prefix": "s3://crawls/whois/"}, "run_1", seed)
+    assert url == "s3://crawls/whois/run_1/seed.sqlite"
+    assert s3_hook().get_key("whois/run_1/seed.sqlite", "crawls").get()["Body"].read() == seed.read_bytes()
+    assert copy_to_s3({"s3_prefix": None}, "run_1", seed) is None
+    with pytest.raises(StorageError, match="s3://bucket/prefix"):
+        copy_to_s3({"s3_prefix": "crawls/whois"}, "run_1", seed)

@@ -22,6 +22,8 @@ from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.orchestration.connections import kafka_config, redis_clients
+from whoiscrawl.orchestration.fleet.ec2 import fleet_cost_of_run
+from whoiscrawl.orchestration.storage import copy_to_s3
 from whoiscrawl.results.coverage import coverage_report
 from whoiscrawl.crawl.engine import Crawler
 from whoiscrawl.crawl.kafka_io import DeliveryTracker, end_offsets, make_consumer, read_range, PRODUCER_OVERRIDES
@@ -67,6 +69,7 @@ def prepare_seed(params: dict[str, Any], run_id: str) -> dict[str, Any]:
         runstate.write_chunk(master, key, i, seed.read_range(db, offset, count))
     log.info("seed: %d addresses (%d invalid lines, %d reserved, %d duplicates) in %d chunks",
              summary.count, summary.invalid, summary.reserved, summary.duplicates, len(bounds))
+    copy_to_s3(params, key, db)
     return {"run": key, "output_dir": str(out), "seed": summary.as_dict(),
             "chunks": [{"chunk": i, "offset": o, "count": c} for i, (o, c) in enumerate(bounds)]}
 
@@ -157,6 +160,7 @@ def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str,
         consumer.close()
     runstate.write_networks(master, key, list(networks.values()))
     log.info("drained %d result messages: %d distinct networks, %d duplicates", messages, len(networks), duplicates)
+    copy_to_s3(params, key, out / "results.jsonl.gz")
     return {"results": str(out / "results.jsonl.gz"), "messages": messages,
             "distinct_networks": len(networks), "duplicates": duplicates}
 
@@ -171,6 +175,7 @@ def report(drained: dict[str, Any], outcomes: list[dict[str, Any]], prepared: di
     result["run_config"] = config.as_dict()
     result["result_messages"] = drained["messages"]
     result["seed_invalid_lines"] = prepared["seed"]["invalid"]
+    result.update(fleet_cost_of_run(master, prepared["run"], result["addresses_covered"]))
     path = Path(prepared["output_dir"]) / "coverage.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))

@@ -408,6 +408,20 @@ class Ec2Provider(FleetProvider):
                 "message": f"released {len(released)} resources" if released else "nothing left to release"}
 
 
+def fleet_cost_of_run(master, run: str, addresses_covered: int) -> dict[str, Any]:
+    """``{"fleet_cost": ...}`` for a run whose workers were EC2 instances, else ``{}`` (for the report).
+
+    The workers still run while the report is made (teardown comes after it), so
+    their hours count until now; the max price bounds what an hour cost.
+    """
+    from whoiscrawl.results.cost import fleet_cost
+
+    notes = Notes(run, master).read()
+    if not notes.get("workers"):
+        return {}
+    return {"fleet_cost": fleet_cost(notes["workers"], float(notes["options"]["max_price"]), addresses_covered)}
+
+
 def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat()
