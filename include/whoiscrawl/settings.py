@@ -132,7 +132,7 @@ def markdown_table() -> str:
             "Params), recorded in `coverage.json`, the same on every host.", "",
             "| variable | default | meaning |", "| --- | --- | --- |"]
     for name, default, doc in tunables():
-        rows.append(f"| `{PREFIX}{name.upper()}` | `{default}` | {doc} |")
+        rows.append(f"| `{PREFIX}{name}` | `{default}` | {doc} |")
     rows += ["", "Service settings: per machine (where things live, ports, endpoints, the fleet).", "",
              "| variable | default | meaning |", "| --- | --- | --- |"]
     for s in DEFINITIONS:

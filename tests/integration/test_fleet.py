@@ -222,11 +222,12 @@ def fleet() -> Iterator[Fleet]:
 
 
 def _telemetry(fleet: Fleet, key: str) -> list[dict]:
+    from whoiscrawl.crawl.config import RunConfig
     from whoiscrawl.crawl.kafka_io import make_consumer, read_all
 
     consumer = make_consumer({"bootstrap.servers": fleet.kafka}, group_id=f"test-{uuid.uuid4().hex[:8]}")
     try:
-        reports = [json.loads(v) for _k, v in read_all(consumer, fleet.settings.KAFKA_METRICS_TOPIC)]
+        reports = [json.loads(v) for _k, v in read_all(consumer, RunConfig().metrics_topic)]
     finally:
         consumer.close()
     return [r for r in reports if f":{key}:" in str(r.get("reporter", ""))]

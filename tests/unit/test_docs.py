@@ -26,12 +26,12 @@ def test_every_setting_has_a_unit_or_is_unitless_text():
             assert s.name.endswith("_S"), f"{s.name}: a float setting names its unit"
     for name, default, _doc in tunables():
         if isinstance(default, float):
-            assert name.endswith("_s"), f"{name}: a float tunable names its unit"
+            assert name.endswith("_S"), f"{name}: a float tunable names its unit"
 
 
 def test_crawl_and_service_settings_are_apart():
     service = {s.name for s in settings.DEFINITIONS}
-    crawl = {name.upper() for name, _d, _doc in tunables()}
+    crawl = {name for name, _d, _doc in tunables()}
     assert not service & crawl
     assert "HTTP_TIMEOUT_S" in crawl and "REDIS_PORT" in service
 

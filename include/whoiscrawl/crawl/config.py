@@ -22,8 +22,14 @@ class ConfigError(WhoiscrawlError, ValueError):
     """A run config value or document that cannot be used."""
 
 
-def _tunable(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"doc": doc})
+def _tunable(default: Any, doc: str, env: str = "") -> Any:
+    """A field with its doc; ``env`` names its variable when it is not the field's name in capitals."""
+    return field(default=default, metadata={"doc": doc, "env": env})
+
+
+def env_name(f: Any) -> str:
+    """The environment variable of a run config field, without the prefix."""
+    return f.metadata.get("env") or f.name.upper()
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,9 @@ class RunConfig:
             "resolves it once; every host routes with that one document.")
     bootstrap_max_age_s: int = _tunable(
         86400, "How long a bootstrap file fetched over HTTP is cached before it is fetched again.")
-    results_topic: str = _tunable("results", "Topic for result records, keyed by network handle.")
-    metrics_topic: str = _tunable("metrics", "Topic for per-host telemetry reports.")
+    results_topic: str = _tunable("results", "Topic for result records, keyed by network handle.",
+                                  env="KAFKA_RESULTS_TOPIC")
+    metrics_topic: str = _tunable("metrics", "Topic for per-host telemetry reports.", env="KAFKA_METRICS_TOPIC")
     http_timeout_s: float = _tunable(10.0, "Timeout of one RDAP request, connect to last byte.")
     http_concurrency_per_registry: int = _tunable(
         8, "Lookups in flight at once per registry per crawl process (registries never wait on each other).")
@@ -114,12 +121,12 @@ class RunConfig:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(PREFIX + f.name.upper())
+            raw = env.get(PREFIX + env_name(f))
             if raw is not None:
                 try:
                     values[f.name] = parse_value(f.name, raw)
                 except ConfigError as exc:
-                    raise ConfigError(f"{PREFIX}{f.name.upper()}={raw!r}: {exc}") from None
+                    raise ConfigError(f"{PREFIX}{env_name(f)}={raw!r}: {exc}") from None
         return cls.from_values(values).with_overrides(overrides or {})
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "RunConfig":
@@ -167,5 +174,5 @@ def parse_value(name: str, text: str) -> Any:
 
 
 def tunables() -> list[tuple[str, Any, str]]:
-    """(field, default, doc) of every crawl tunable, in definition order (the settings table)."""
-    return [(f.name, f.default if f.default is not MISSING else None, f.metadata["doc"]) for f in fields(RunConfig)]
+    """(variable without prefix, default, doc) of every crawl tunable, in definition order (the settings table)."""
+    return [(env_name(f), f.default if f.default is not MISSING else None, f.metadata["doc"]) for f in fields(RunConfig)]

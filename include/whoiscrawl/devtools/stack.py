@@ -37,6 +37,7 @@ from whoiscrawl.devtools.services.kafka_broker import KafkaBroker, find_java, fi
 from whoiscrawl.devtools.services.procs import PidFile, exclusive_lock, log_tail, port_in_use
 from whoiscrawl.devtools.services.redis_server import RedisServer, find_redis_server
 from whoiscrawl.errors import WhoiscrawlError
+from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.settings import PREFIX, Settings
 
 __all__ = [
@@ -47,8 +48,8 @@ __all__ = [
 ENV_FILE_NAME = "airflow-connections.env"
 SIM_READY = re.compile(r"^ready\s+(\S+)\s*$", re.MULTILINE)
 SIM_PORTS = 6  # bootstrap and stats, then one port per RIR
-#: partitions of the topics ``up`` creates, by setting name of the topic
-TOPIC_PARTITIONS = {"KAFKA_RESULTS_TOPIC": 8, "KAFKA_METRICS_TOPIC": 1}
+#: partitions of the topics ``up`` creates, by run config field naming the topic
+TOPIC_PARTITIONS = {"results_topic": 8, "metrics_topic": 1}
 
 
 class StackError(WhoiscrawlError):
@@ -216,7 +217,8 @@ class _Kafka(_Service):
         self.broker.start(timeout_s=self.stack.kafka_timeout_s)
 
     def after_start(self) -> None:
-        topics = {getattr(self.settings, name): count for name, count in TOPIC_PARTITIONS.items()}
+        config = RunConfig.from_env()  # the topics this machine's runs will use
+        topics = {getattr(config, name): count for name, count in TOPIC_PARTITIONS.items()}
         created = self.broker.create_topics(topics)
         if created:
             self.stack.say(f"kafka: created topics {', '.join(created)}")
