@@ -37,10 +37,20 @@ def moto(tmp_path_factory) -> Iterator[MotoServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def base_image(moto: MotoServer) -> str:
+    """One of moto's public images, looked up once (listing them all takes seconds)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_uri(moto.endpoint_url, REGION))
+        return sorted(i["ImageId"] for i in ec2_client(REGION).describe_images(Owners=["amazon"])["Images"])[0]
+
+
 @pytest.fixture
 def aws(moto: MotoServer, redis_flush, monkeypatch):
-    """The connection points at moto; Redis is the run's state; Celery's broker is that Redis (nothing answers)."""
-    moto.reset()
+    """The connection points at moto; Redis is the run's state; Celery's broker is that Redis (nothing answers).
+
+    Each test's run has a tag of its own, so tests share the server without seeing each other's resources.
+    """
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_uri(moto.endpoint_url, REGION))
     url = f"redis://{redis_flush.host}:{redis_flush.port}"
     monkeypatch.setenv("WHOISCRAWL_REDIS_URL", f"{url}/0")
@@ -49,14 +59,12 @@ def aws(moto: MotoServer, redis_flush, monkeypatch):
     return ec2_client(REGION)
 
 
-def _base_image(ec2) -> str:
-    return sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[0]
 
 
-def _params(ec2, **extra) -> dict:
+def _params(base_image: str, **extra) -> dict:
     params = {"run": f"ec2test_{uuid.uuid4().hex[:8]}", "ec2_region": REGION, "ec2_workers": 3,
               "ec2_instance_type": "c6i.large", "ec2_max_price": 0.031, "ec2_coordinator": COORDINATOR,
-              "ec2_base_ami_id": _base_image(ec2), "ec2_project_url": "http://127.0.0.1:9/whoiscrawl.tar.gz",
+              "ec2_base_ami_id": base_image, "ec2_project_url": "http://127.0.0.1:9/whoiscrawl.tar.gz",
               "ec2_poll_s": 0.2, "ec2_bake_wait_s": 30, "ec2_ready_wait_s": 1}
     params.update(extra)
     return params
@@ -113,9 +121,9 @@ def _tagged(ec2, run: str) -> dict[str, list[str]]:
     }
 
 
-def test_the_whole_lifecycle_bake_spot_workers_rules_and_a_teardown_that_leaves_nothing(aws, redis_flush):
+def test_the_whole_lifecycle_bake_spot_workers_rules_and_a_teardown_that_leaves_nothing(aws, base_image, redis_flush):
     ec2 = aws
-    params = _params(ec2)
+    params = _params(base_image)
     run = params["run"]
     state, builder = _provision(ec2, params)
 
@@ -181,9 +189,9 @@ def test_the_whole_lifecycle_bake_spot_workers_rules_and_a_teardown_that_leaves_
     assert second == {"released": [], "message": "nothing left to release"}
 
 
-def test_teardown_finds_resources_by_tag_even_when_the_state_lost_them(aws):
+def test_teardown_finds_resources_by_tag_even_when_the_state_lost_them(aws, base_image):
     ec2 = aws
-    params = _params(ec2, ec2_workers=2)
+    params = _params(base_image, ec2_workers=2)
     state, _ = _provision(ec2, params)
     bare = {"kind": "ec2", "run": params["run"], "region": REGION}  # as if the task died before returning
     released = Ec2Provider().teardown(bare)["released"]
@@ -192,10 +200,10 @@ def test_teardown_finds_resources_by_tag_even_when_the_state_lost_them(aws):
                                            "groups": []}
 
 
-def test_an_existing_ami_is_reused_without_a_bake(aws):
+def test_an_existing_ami_is_reused_without_a_bake(aws, base_image):
     ec2 = aws
-    image = _base_image(ec2)
-    params = _params(ec2, ec2_ami_id=image, ec2_base_ami_id=None, ec2_project_url=None, ec2_workers=2)
+    image = base_image
+    params = _params(base_image, ec2_ami_id=image, ec2_base_ami_id=None, ec2_project_url=None, ec2_workers=2)
     state, builder = _provision(ec2, params, power_off=False)
     assert builder.seen == [] and state["image_id"] == image
     assert all(w["id"] for w in state["workers"]) and len(state["workers"]) == 2
@@ -204,9 +212,9 @@ def test_an_existing_ami_is_reused_without_a_bake(aws):
     assert _tagged(ec2, params["run"])["instances"] == []
 
 
-def test_keep_ami_leaves_the_baked_image_and_its_snapshots(aws):
+def test_keep_ami_leaves_the_baked_image_and_its_snapshots(aws, base_image):
     ec2 = aws
-    params = _params(ec2, ec2_keep_ami=True, ec2_workers=1)
+    params = _params(base_image, ec2_keep_ami=True, ec2_workers=1)
     state, _ = _provision(ec2, params)
     Ec2Provider().teardown(state)
     left = _tagged(ec2, params["run"])
@@ -214,9 +222,9 @@ def test_keep_ami_leaves_the_baked_image_and_its_snapshots(aws):
     assert left["instances"] == left["requests"] == left["groups"] == []
 
 
-def test_a_bake_that_fails_terminates_the_builder_and_the_error_is_the_bakes(aws):
+def test_a_bake_that_fails_terminates_the_builder_and_the_error_is_the_bakes(aws, base_image):
     ec2 = aws
-    params = _params(ec2, ec2_bake_wait_s=2)  # the builder never powers off: its install hangs
+    params = _params(base_image, ec2_bake_wait_s=2)  # the builder never powers off: its install hangs
     with pytest.raises(FleetError, match=r"bake failed: builder i-\w+ installing the project.*not done within 2 s"):
         _provision(ec2, params, power_off=False)
     left = _tagged(ec2, params["run"])
@@ -226,9 +234,9 @@ def test_a_bake_that_fails_terminates_the_builder_and_the_error_is_the_bakes(aws
     assert builders and all(i["State"]["Name"] == "terminated" for i in builders)
 
 
-def test_workers_that_never_join_fail_the_setup_with_a_clear_error_and_are_released(aws):
+def test_workers_that_never_join_fail_the_setup_with_a_clear_error_and_are_released(aws, base_image):
     ec2 = aws
-    params = _params(ec2, ec2_workers=2)
+    params = _params(base_image, ec2_workers=2)
     builder = Builder(ec2, params["run"])
     builder.start()
     recorded = []

@@ -2,8 +2,8 @@
 
 The code under test reaches it only through the ``aws_default`` connection's
 ``endpoint_url`` extra, exactly as it reaches real AWS: nothing is patched.
-moto keeps every resource in memory, so a server is one account in one state;
-``reset`` empties it between tests.
+moto keeps every resource in memory: one server is one account for as long as
+it runs (tests keep apart by tagging each run's resources with its own key).
 """
 
 from __future__ import annotations
@@ -80,12 +80,6 @@ class MotoServer:
                                       f"within {timeout_s:g} s; {self.log_path}:\n{log_tail(self.log_path)}")
             time.sleep(0.2)
         return self
-
-    def reset(self) -> None:
-        """Forget every resource (moto's own reset call)."""
-        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST", data=b"")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
 
     def stop(self, timeout_s: float = 10) -> None:
         """Stop the child we started (and only it)."""
