@@ -7,8 +7,9 @@ Internet Registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).
 1. **prepare_seed**: the seed list (the classic 4,706,768-address pattern, or a
    file of addresses) is written to sqlite, shuffled, cut to `limit`, split in
    `chunks`.
-2. **provision_fleet** (setup): the `fleet` param's provider brings up the hosts
-   that crawl and waits until they answer (`local`: this machine).
+2. **prepare_fleet_image**, **provision_fleet** (setup group): the `fleet` param's
+   provider bakes what its hosts boot from (`ec2`: a worker AMI), brings up the
+   hosts that crawl and waits until they answer (`local`: this machine).
 3. **configure_cluster**: cluster config, run settings and chunks go to Redis.
 4. **crawl_chunk** (mapped, one task per chunk): skip addresses inside networks
    already found, look the rest up at the registry the RFC 9224 bootstrap
@@ -27,7 +28,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
+from airflow.sdk import Param, TaskGroup, dag, get_current_context, setup, task, teardown
 
 from whoiscrawl.orchestration.fleet import FLEET_KINDS
 
@@ -110,13 +111,21 @@ def ipv4_whois_crawl():
         return pipeline.prepare_seed(dict(ctx["params"]), ctx["run_id"])
 
     @setup
-    def provision_fleet() -> dict:
-        from whoiscrawl.orchestration.fleet import bring_up, provider_for
-
+    def prepare_fleet_image() -> dict:
         from whoiscrawl.crawl.runstate import run_key
+        from whoiscrawl.orchestration.fleet import provider_for
 
         ctx = get_current_context()
         params = {**ctx["params"], "run": run_key(ctx["run_id"])}  # the tag on what a cloud fleet launches
+        return provider_for(params["fleet"]).prepare_image(params)
+
+    @setup
+    def provision_fleet(image: dict) -> dict:
+        from whoiscrawl.crawl.runstate import run_key
+        from whoiscrawl.orchestration.fleet import bring_up, provider_for
+
+        ctx = get_current_context()
+        params = {**ctx["params"], "run": run_key(ctx["run_id"]), **image}
         return bring_up(provider_for(params["fleet"]), params,
                         record=lambda state: ctx["ti"].xcom_push(key="fleet_state", value=state))
 
@@ -152,7 +161,8 @@ def ipv4_whois_crawl():
         return provider_for(fleet_info["kind"]).teardown(fleet_info)
 
     prepared = prepare_seed()
-    fleet_info = provision_fleet()
+    with TaskGroup("fleet_setup", prefix_group_id=False, tooltip="setup: the fleet's image, then its hosts"):
+        fleet_info = provision_fleet(prepare_fleet_image())
     configured = configure_cluster(prepared, fleet_info)
     outcomes = crawl_chunk.expand(descriptor=configured)
     drained = drain_results(outcomes, prepared)

@@ -73,9 +73,12 @@ def test_every_dag_has_docs_tags_and_retries(dagbag):
 def test_crawl_dag_shape(dagbag):
     dag = dagbag.dags["ipv4_whois_crawl"]
     ids = {t.task_id for t in dag.tasks}
-    assert ids == {"prepare_seed", "provision_fleet", "configure_cluster", "crawl_chunk",
+    assert ids == {"prepare_seed", "prepare_fleet_image", "provision_fleet", "configure_cluster", "crawl_chunk",
                    "drain_results", "coverage_report", "teardown_fleet"}
     assert dag.get_task("provision_fleet").is_setup
+    assert dag.get_task("prepare_fleet_image").is_setup
+    assert "prepare_fleet_image" in dag.get_task("provision_fleet").upstream_task_ids
+    assert set(dag.task_group_dict["fleet_setup"].children) == {"prepare_fleet_image", "provision_fleet"}
     assert dag.get_task("teardown_fleet").is_teardown
     # the crawl is mapped over chunks and the drain waits for all of them
     crawl = dag.get_task("crawl_chunk")

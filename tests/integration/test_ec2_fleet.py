@@ -98,8 +98,9 @@ class Builder(threading.Thread):
 def _provision(ec2, params: dict, power_off: bool = True) -> tuple[dict, Builder]:
     builder = Builder(ec2, params["run"], power_off)
     builder.start()
-    try:
-        state = Ec2Provider().provision(params)
+    provider = Ec2Provider()
+    try:  # as the DAG's two setup tasks call it
+        state = provider.provision({**params, **provider.prepare_image(params)})
     finally:
         builder.done.set()
         builder.join(40)
@@ -241,7 +242,8 @@ def test_workers_that_never_join_fail_the_setup_with_a_clear_error_and_are_relea
     builder.start()
     recorded = []
     with pytest.raises(FleetError, match=r"EC2 workers not answering Celery after 1 s: i-\w+ \(whoiscrawl-"):
-        bring_up(Ec2Provider(), params, record=recorded.append)
+        provider = Ec2Provider()
+        bring_up(provider, {**params, **provider.prepare_image(params)}, record=recorded.append)
     builder.done.set()
     builder.join(40)
     assert recorded and recorded[0]["workers"]

@@ -219,7 +219,7 @@ class Ec2Provider(FleetProvider):
         try:
             publish_worker_config(notes.master, self.settings)
             state["security_group_id"] = self._security_group(ec2, opts, notes)
-            state["image_id"] = self._image(ec2, opts, state["security_group_id"], notes)
+            state["image_id"] = self._image(ec2, opts, notes)
             state["workers"] = self._launch_workers(ec2, opts, state, notes)
         except BaseException:
             _quietly(f"releasing run {opts.run}",
@@ -257,7 +257,22 @@ class Ec2Provider(FleetProvider):
                  "IpRanges": [{"CidrIp": f"{coordinator}/32", "Description": "the coordinator"}]}
                 for port in self.fleet_ports()]
 
-    def _image(self, ec2, opts: Ec2Options, group: str, notes: Notes) -> str:
+    def prepare_image(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{"ec2_ami_id": ...}``: the given image, one an earlier try baked, or one baked now."""
+        opts = Ec2Options.from_params(params)
+        ec2 = ec2_client(opts.region)
+        if opts.ami_id:
+            return {"ec2_ami_id": opts.ami_id}
+        # a builder an earlier try left running is of no use: release it (a baked image is reused)
+        self.release(ec2, opts.run, keep_image=True, poll_s=opts.poll_s, quiet=True)
+        try:
+            return {"ec2_ami_id": self._image(ec2, opts, self._notes(opts.run))}
+        except BaseException:
+            _quietly(f"releasing the bake of run {opts.run}",
+                     lambda: self.release(ec2, opts.run, keep_image=opts.keep_ami, poll_s=opts.poll_s))
+            raise
+
+    def _image(self, ec2, opts: Ec2Options, notes: Notes) -> str:
         if opts.ami_id:
             return opts.ami_id
         earlier = ec2.describe_images(Owners=["self"], Filters=tag_filter(TAG_RUN, opts.run))["Images"]
@@ -265,17 +280,18 @@ class Ec2Provider(FleetProvider):
         if ready:
             log.info("reusing image %s baked by an earlier try", ready[0])
             return ready[0]
-        return self.bake(ec2, opts, group, notes)
+        return self.bake(ec2, opts, notes)
 
-    def bake(self, ec2, opts: Ec2Options, group: str, notes: Notes) -> str:
-        """Builder from the base image, wait until it has installed and powered off, image, builder gone."""
+    def bake(self, ec2, opts: Ec2Options, notes: Notes) -> str:
+        """Builder from the base image, wait until it has installed and powered off, image, builder gone.
+
+        The builder needs no inbound traffic: it gets the VPC's default group.
+        """
         launch = dict(ImageId=opts.base_ami_id, InstanceType=opts.instance_type, MinCount=1, MaxCount=1,
                       UserData=builder_user_data(opts), InstanceInitiatedShutdownBehavior="stop",
                       TagSpecifications=[_spec("instance", opts.run, "builder"), _spec("volume", opts.run, "builder")])
         if opts.subnet_id:
-            launch["NetworkInterfaces"] = [{"DeviceIndex": 0, "SubnetId": opts.subnet_id, "Groups": [group]}]
-        else:
-            launch["SecurityGroupIds"] = [group]
+            launch["SubnetId"] = opts.subnet_id
         builder = ec2.run_instances(**launch)["Instances"][0]["InstanceId"]
         notes("builder_id", builder)
         log.info("builder %s launched from %s", builder, opts.base_ami_id)
