@@ -200,14 +200,13 @@ class Ec2Provider(FleetProvider):
 
     kind = "ec2"
 
-    def __init__(self, settings: Settings | None = None, notes: Callable[[str], Notes] = Notes) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        self._notes = notes
 
     # provision ----------------------------------------------------------------------------------
     def provision(self, params: dict[str, Any]) -> dict[str, Any]:
         opts = Ec2Options.from_params(params)
-        notes = self._notes(opts.run)
+        notes = Notes(opts.run)
         ec2 = ec2_client(opts.region)
         state: dict[str, Any] = {"kind": self.kind, "run": opts.run, "region": opts.region,
                                  "keep_ami": opts.keep_ami, "max_price": opts.max_price,
@@ -266,7 +265,7 @@ class Ec2Provider(FleetProvider):
         # a builder an earlier try left running is of no use: release it (a baked image is reused)
         self.release(ec2, opts.run, keep_image=True, poll_s=opts.poll_s, quiet=True)
         try:
-            return {"ec2_ami_id": self._image(ec2, opts, self._notes(opts.run))}
+            return {"ec2_ami_id": self._image(ec2, opts, Notes(opts.run))}
         except BaseException:
             _quietly(f"releasing the bake of run {opts.run}",
                      lambda: self.release(ec2, opts.run, keep_image=opts.keep_ami, poll_s=opts.poll_s))
