@@ -7,8 +7,9 @@ Internet Registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).
 1. **prepare_seed**: the seed list (the classic 4,706,768-address pattern, or a
    file of addresses) is written to sqlite, shuffled, cut to `limit`, split in
    `chunks`.
-2. **provision_fleet** (setup): the `fleet` param's provider brings up the hosts
-   that crawl and waits until they answer (`local`: this machine).
+2. **prepare_fleet_image**, **provision_fleet** (setup group): the `fleet` param's
+   provider bakes what its hosts boot from (`ec2`: a worker AMI), brings up the
+   hosts that crawl and waits until they answer (`local`: this machine).
 3. **configure_cluster**: cluster config, run settings and chunks go to Redis.
 4. **plan_crawl**, **crawl_plan** (mapped; `strategy=planned`, the default):
    the registries' delegated files give the allocations; each plan chunk
@@ -31,7 +32,7 @@ Internet Registries (ARIN, RIPE NCC, APNIC, LACNIC, AFRINIC).
    `whoiscrawl_changes` Asset.
 9. **teardown_fleet** (teardown): releases what provisioning launched.
 
-Connections: `redis_default`, `kafka_default`. Settings: `WHOISCRAWL_*`
+Connections: `redis_default`, `kafka_default`; `aws_default` for `fleet=ec2` and `s3_prefix`. Settings: `WHOISCRAWL_*`
 environment variables (see the README).
 """
 
@@ -40,7 +41,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, setup, task, teardown
+from airflow.sdk import Asset, Param, TaskGroup, dag, get_current_context, setup, task, teardown
 
 from whoiscrawl.orchestration.fleet import FLEET_KINDS
 from whoiscrawl.settings import Settings
@@ -107,7 +108,36 @@ DEFAULT_ARGS = {
                              description="A re-crawl's samples of the space the earlier run found nothing in."),
         "fleet": Param("local", type="string", enum=list(FLEET_KINDS),
                        description="Where crawl tasks run: 'local' launches nothing; 'celery' checks that "
-                                   "the CeleryExecutor fleet's workers answer and crawls on them."),
+                                   "the CeleryExecutor fleet's workers answer and crawls on them; 'ec2' bakes a "
+                                   "worker image and launches spot workers (the ec2_* params, docs/ec2.md)."),
+        "ec2_region": Param(None, type=["null", "string"], description="fleet=ec2: AWS region. Empty: us-east-1."),
+        "ec2_workers": Param(2, type="integer", minimum=1, maximum=500, description="fleet=ec2: spot workers."),
+        "ec2_instance_type": Param("c6i.large", type="string", description="fleet=ec2: the workers' instance type."),
+        "ec2_max_price": Param(0.05, type="number", exclusiveMinimum=0,
+                               description="fleet=ec2: the most paid per worker-hour (USD, the spot max price)."),
+        "ec2_coordinator": Param(None, type=["null", "string"],
+                                 description="fleet=ec2: the address the workers join (this coordinator's Redis, "
+                                             "Kafka, PostgreSQL and API, as the workers reach them)."),
+        "ec2_ami_id": Param(None, type=["null", "string"],
+                            description="fleet=ec2: a worker image baked earlier; empty: bake one for this run."),
+        "ec2_base_ami_id": Param(None, type=["null", "string"],
+                                 description="fleet=ec2: the image the builder starts from (Debian 12), to bake."),
+        "ec2_project_url": Param(None, type=["null", "string"],
+                                 description="fleet=ec2: URL of the project's source tarball the builder installs."),
+        "ec2_keep_ami": Param(False, type="boolean",
+                              description="fleet=ec2: keep the baked image and its snapshots after teardown."),
+        "ec2_subnet_id": Param(None, type=["null", "string"],
+                               description="fleet=ec2: subnet of the workers; empty: the default VPC."),
+        "ec2_security_group_id": Param(None, type=["null", "string"],
+                                       description="fleet=ec2: an existing group; empty: a group of the run's own "
+                                                   "that admits only itself and the coordinator."),
+        "ec2_bake_wait_s": Param(1800, type="integer", minimum=1,
+                                 description="fleet=ec2: seconds the builder may take to install and power off."),
+        "ec2_ready_wait_s": Param(900, type="integer", minimum=1,
+                                  description="fleet=ec2: seconds the workers may take to answer Celery."),
+        "s3_prefix": Param(None, type=["null", "string"],
+                           description="s3://bucket/prefix the seed sqlite and the results are copied to "
+                                       "(the aws_default connection); empty: none."),
     },
 )
 def ipv4_whois_crawl():
@@ -119,11 +149,21 @@ def ipv4_whois_crawl():
         return pipeline.prepare_seed(dict(ctx["params"]), ctx["run_id"], run_type=str(ctx["dag_run"].run_type))
 
     @setup
-    def provision_fleet() -> dict:
+    def prepare_fleet_image() -> dict:
+        from whoiscrawl.crawl.runstate import run_key
+        from whoiscrawl.orchestration.fleet import provider_for
+
+        ctx = get_current_context()
+        params = {**ctx["params"], "run": run_key(ctx["run_id"])}  # the tag on what a cloud fleet launches
+        return provider_for(params["fleet"]).prepare_image(params)
+
+    @setup
+    def provision_fleet(image: dict) -> dict:
+        from whoiscrawl.crawl.runstate import run_key
         from whoiscrawl.orchestration.fleet import bring_up, provider_for
 
         ctx = get_current_context()
-        params = dict(ctx["params"])
+        params = {**ctx["params"], "run": run_key(ctx["run_id"]), **image}
         return bring_up(provider_for(params["fleet"]), params,
                         record=lambda state: ctx["ti"].xcom_push(key="fleet_state", value=state))
 
@@ -192,7 +232,8 @@ def ipv4_whois_crawl():
         return provider_for(fleet_info["kind"]).teardown(fleet_info)
 
     prepared = prepare_seed()
-    fleet_info = provision_fleet()
+    with TaskGroup("fleet_setup", prefix_group_id=False, tooltip="setup: the fleet's image, then its hosts"):
+        fleet_info = provision_fleet(prepare_fleet_image())
     configured = configure_cluster(prepared, fleet_info)
     walked = crawl_plan.expand(descriptor=plan_crawl(prepared, configured))
     outcomes = crawl_chunk.expand(descriptor=configured)

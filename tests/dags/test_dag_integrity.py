@@ -73,9 +73,12 @@ def test_every_dag_has_docs_tags_and_retries(dagbag):
 def test_crawl_dag_shape(dagbag):
     dag = dagbag.dags["ipv4_whois_crawl"]
     ids = {t.task_id for t in dag.tasks}
-    assert ids == {"prepare_seed", "provision_fleet", "configure_cluster", "plan_crawl", "crawl_plan",
-                   "crawl_chunk", "drain_results", "coverage_report", "report_changes", "teardown_fleet"}
+    assert ids == {"prepare_seed", "prepare_fleet_image", "provision_fleet", "configure_cluster", "plan_crawl",
+                   "crawl_plan", "crawl_chunk", "drain_results", "coverage_report", "report_changes", "teardown_fleet"}
     assert dag.get_task("provision_fleet").is_setup
+    assert dag.get_task("prepare_fleet_image").is_setup
+    assert "prepare_fleet_image" in dag.get_task("provision_fleet").upstream_task_ids
+    assert set(dag.task_group_dict["fleet_setup"].children) == {"prepare_fleet_image", "provision_fleet"}
     assert dag.get_task("teardown_fleet").is_teardown
     # the crawl is mapped over chunks and the drain waits for all of them
     crawl = dag.get_task("crawl_chunk")
@@ -144,3 +147,16 @@ def test_optional_params_are_optional_in_the_trigger_form(dagbag):
         assert "null" in param.schema["type"], name
         assert param.resolve(None) is None, name  # validation accepts what the tasks accept
     dag.params.validate()  # the defaults validate as the form sends them
+
+
+def test_ec2_params_are_described_and_the_optional_ones_nullable(dagbag):
+    dag = dagbag.dags["ipv4_whois_crawl"]
+    ec2 = [name for name in dag.params.keys() if name.startswith("ec2_")] + ["s3_prefix"]
+    assert {"ec2_region", "ec2_workers", "ec2_instance_type", "ec2_max_price", "ec2_coordinator", "ec2_ami_id",
+            "ec2_keep_ami", "ec2_subnet_id", "ec2_security_group_id"} <= set(ec2)
+    for name in ec2:
+        param = dag.params.get_param(name)
+        assert param.description, name
+        if param.value is None:
+            assert "null" in param.schema["type"], name
+    assert dag.params["ec2_keep_ami"] is False

@@ -84,6 +84,15 @@ def _free_ports(count: int, consecutive: bool = False) -> list[int]:
     raise RuntimeError("no free ports found")
 
 
+def fleet_network() -> tuple[str, str]:
+    """The fleet id and subnet given (``WHOISCRAWL_FLEET_ID``/``_SUBNET``), else ones of the test's own."""
+    given = (os.environ.get(PREFIX + "FLEET_ID"), os.environ.get(PREFIX + "FLEET_SUBNET"))
+    if all(given):
+        return given[0], given[1]
+    # own generator: a library seeds the global one
+    return "t" + uuid.uuid4().hex[:5], f"10.213.{random.Random().randrange(100, 250)}.0/24"
+
+
 def _run_cli(args: list[str], env: dict[str, str], log: Path, timeout_s: float) -> subprocess.CompletedProcess:
     with open(log, "ab") as fh:
         fh.write(f"\n$ whoiscrawl fleet {' '.join(args)}\n".encode())
@@ -179,9 +188,8 @@ def fleet() -> Iterator[Fleet]:
     # PostgreSQL runs as the postgres user: its folder's parents must be searchable by it (pytest's are not)
     home = Path(tempfile.mkdtemp(prefix="whoiscrawl-fleet-"))
     os.chmod(home, 0o755)
-    fleet_id = "t" + uuid.uuid4().hex[:5]
+    fleet_id, subnet = fleet_network()
     redis_port, kafka_port, controller_port, pg_port, api_port, replica_port, log_port = _free_ports(7)
-    subnet = f"10.213.{random.Random().randrange(100, 250)}.0/24"  # own generator: a library seeds the global one
     overrides = {
         "HOME": str(home), "FLEET_ID": fleet_id, "FLEET_SUBNET": subnet,
         "REDIS_PORT": redis_port, "KAFKA_PORT": kafka_port, "KAFKA_CONTROLLER_PORT": controller_port,

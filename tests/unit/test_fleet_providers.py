@@ -13,7 +13,7 @@ from whoiscrawl.orchestration.fleet import celery as celery_fleet
 
 
 def test_every_kind_has_a_provider_of_that_kind():
-    assert FLEET_KINDS == ("local", "celery")
+    assert FLEET_KINDS == ("local", "celery", "ec2")
     for kind in FLEET_KINDS:
         provider = provider_for(kind)
         assert isinstance(provider, FleetProvider) and provider.kind == kind
@@ -21,7 +21,7 @@ def test_every_kind_has_a_provider_of_that_kind():
 
 
 def test_an_unknown_kind_names_the_known_ones():
-    with pytest.raises(FleetError, match="'ec9'.*local, celery"):
+    with pytest.raises(FleetError, match="'ec9'.*local, celery, ec2"):
         provider_for("ec9")
 
 

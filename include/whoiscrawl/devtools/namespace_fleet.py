@@ -486,6 +486,27 @@ class LocalFleet:
         self.worker(index).pidfile.unlink(missing_ok=True)
         return sorted(set(killed))
 
+    # --- a host that boots by itself --------------------------------------------------------
+    def boot_host(self, index: int, script: Path, timeout_s: float = 60) -> HostNet:
+        """A fresh host ``index`` that runs ``script`` as root, as a cloud instance runs its user-data.
+
+        The host gets no settings from the fleet, only the network: whatever it
+        starts must find the coordinator by itself. ``down`` removes it like any host.
+        """
+        with self._locked():
+            if index in self.network.recorded_hosts():
+                raise FleetUpError(f"host h{index} exists already: a booting host starts fresh")
+            host, _ = self.network.ensure_host(index)
+        log = self.host_dir(index) / "user-data.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            done = subprocess.run([*host.exec_prefix(), "/bin/bash", str(script)], stdin=subprocess.DEVNULL,
+                                  stdout=out, stderr=out, timeout=timeout_s, cwd="/")
+        if done.returncode != 0:
+            raise FleetUpError(f"user-data of h{index} exited {done.returncode}; {log}:\n{log_tail(log)}")
+        self.say(f"host h{index}: namespace {host.netns}, address {host.address}, ran {script.name}")
+        return host
+
     # --- down -----------------------------------------------------------------------------
     def down(self, timeout_s: float = 30) -> list[str]:
         """Stop everything, hosts first; delete what the fleet created. Safe to run again."""

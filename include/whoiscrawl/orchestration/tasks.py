@@ -22,6 +22,8 @@ from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.orchestration.connections import kafka_config, redis_clients
 from whoiscrawl.errors import WhoiscrawlError
+from whoiscrawl.orchestration.fleet.ec2 import fleet_cost_of_run
+from whoiscrawl.orchestration.storage import copy_to_s3
 from whoiscrawl.results import chunks as chunk_store, coverage_map
 from whoiscrawl.results.coverage import coverage_report, status_counts
 from whoiscrawl.results.changes import write_changes
@@ -92,6 +94,7 @@ def prepare_seed(params: dict[str, Any], run_id: str, run_type: str = "manual") 
         runstate.write_chunk(master, key, i, seed.read_range(db, offset, count))
     log.info("seed: %d addresses (%d invalid lines, %d reserved, %d duplicates) in %d chunks",
              summary.count, summary.invalid, summary.reserved, summary.duplicates, len(bounds))
+    copy_to_s3(params, key, db)
     return {"run": key, "output_dir": str(out), "seed": summary.as_dict(), "recrawl": recrawl,
             "chunks": [{"chunk": i, "offset": o, "count": c} for i, (o, c) in enumerate(bounds)]}
 
@@ -182,6 +185,8 @@ def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str,
     finally:
         consumer.close()
     runstate.write_networks(master, key, drained.pop("network_list"))
+    for name in drained["files"]:
+        copy_to_s3(params, key, Path(prepared["output_dir"]) / name)
     return drained
 
 
@@ -221,6 +226,7 @@ def report(drained: dict[str, Any], prepared: dict[str, Any],
 
     result["strategy"] = config.strategy
     result["plan"] = read_summary(master, prepared["run"])  # which sources each registry's plan used
+    result.update(fleet_cost_of_run(master, prepared["run"], result["addresses_covered"]))
     out = Path(prepared["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     result["files"] = drained["files"] + ["coverage.json", "coverage.png"]

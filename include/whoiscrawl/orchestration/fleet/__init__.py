@@ -11,11 +11,12 @@ from typing import Any, Callable
 
 from whoiscrawl.orchestration.fleet.base import FleetError, FleetProvider
 from whoiscrawl.orchestration.fleet.celery import CeleryProvider
+from whoiscrawl.orchestration.fleet.ec2 import Ec2Provider
 from whoiscrawl.orchestration.fleet.local import LocalProvider
 
 __all__ = ["FLEET_KINDS", "FleetError", "FleetProvider", "PROVIDERS", "bring_up", "provider_for"]
 
-PROVIDERS: dict[str, type[FleetProvider]] = {p.kind: p for p in (LocalProvider, CeleryProvider)}
+PROVIDERS: dict[str, type[FleetProvider]] = {p.kind: p for p in (LocalProvider, CeleryProvider, Ec2Provider)}
 #: What the DAG's ``fleet`` param offers.
 FLEET_KINDS = tuple(PROVIDERS)
 

@@ -31,6 +31,13 @@ class FleetProvider(ABC):
     def provision(self, params: dict[str, Any]) -> dict[str, Any]:
         """Launch (or find) the hosts without waiting for them; the state, with ``kind``."""
 
+    def prepare_image(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Params that ``provision`` adds to its own, e.g. a machine image baked for the hosts; none by default.
+
+        The DAG's first setup task, so an expensive bake is not repeated when provisioning is retried.
+        """
+        return {}
+
     @abstractmethod
     def workers_ready(self, state: dict[str, Any]) -> dict[str, Any]:
         """``{"hosts": [...]}`` once workers answer; a bounded wait, then :class:`FleetError`."""
