@@ -11,6 +11,7 @@ from typing import Iterator
 import pytest
 
 from whoiscrawl.devtools.services import MissingDependency, free_port
+from whoiscrawl.devtools.services.kafka_broker import KafkaBroker
 from whoiscrawl.devtools.services.redis_server import RedisServer, RedisServerError
 
 
@@ -72,3 +73,21 @@ def redis_flush(redis_master: RedisServer) -> Iterator[RedisServer]:
     flush_redis(redis_master)
     yield redis_master
     flush_redis(redis_master)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A real Kafka broker (KRaft, one node) for the session, with the crawl's topics."""
+    home = tmp_path_factory.mktemp("kafka-home")
+    broker = KafkaBroker(home, free_port(), free_port())
+    try:
+        broker.ensure_jars()
+        broker.format_storage()
+        broker.start(timeout_s=120)
+    except MissingDependency as exc:
+        pytest.skip(str(exc))
+    try:
+        broker.create_topics({"results": 4, "metrics": 1})
+        yield broker
+    finally:
+        broker.stop(timeout_s=30)

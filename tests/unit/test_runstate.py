@@ -1,5 +1,6 @@
 """Cluster state in a real Redis: config with a bounded wait, chunks and networks that cross hosts."""
 
+import re
 import threading
 import time
 
@@ -10,8 +11,18 @@ from whoiscrawl.crawl import runstate
 
 
 def test_run_key_is_safe_for_redis_and_kafka():
-    assert runstate.run_key("manual__2026-11-24T12:44:53.774475+00:00") == "manual__2026-11-24T12_44_53.774475_00_00"
-    assert runstate.run_key("///") == "run"
+    key = runstate.run_key("manual__2026-11-24T12:44:53.774475+00:00")
+    assert key.startswith("manual__2026-11-24T12_44_53.774475_00_00-")
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", key)
+    assert runstate.run_key("///").startswith("run-")
+
+
+def test_run_ids_that_read_alike_get_different_keys():
+    """Two run ids that the character replacement maps to the same text still get their own keys."""
+    assert runstate.run_key("manual__a:b") != runstate.run_key("manual__a+b")
+    assert runstate.run_key("x" * 300) != runstate.run_key("x" * 301)
+    assert len(runstate.run_key("x" * 300)) <= 111
+    assert runstate.run_key("manual__a:b") == runstate.run_key("manual__a:b")
 
 
 def test_chunks_round_trip_exactly(redis_flush):

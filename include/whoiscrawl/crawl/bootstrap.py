@@ -43,12 +43,14 @@ class Service:
 class Bootstrap:
     """Prefix → RDAP service map from an RFC 9224 IPv4 bootstrap document."""
 
-    def __init__(self, document: dict[str, Any], source: str = "", prefer_https: bool = True) -> None:
+    def __init__(self, document: dict[str, Any], source: str = "", prefer_https: bool = True,
+                 names: str = "") -> None:
         try:
             services = document["services"]
         except (KeyError, TypeError):
             raise BootstrapError(f"{source or 'bootstrap'}: no 'services' array") from None
         self.source = source
+        self.names = parse_names(names)
         self.publication = document.get("publication")
         self.services: list[Service] = []
         # per prefix length: {network >> (32 - len): service index}
@@ -60,7 +62,7 @@ class Bootstrap:
             url = self._choose_url(urls, prefer_https)
             if url is None:
                 continue
-            self.services.append(Service(registry_for_url(url), url))
+            self.services.append(Service(self._name(url), url))
             index = len(self.services) - 1
             for prefix in prefixes:
                 start, end = ipspace.network_range(prefix)
@@ -78,6 +80,29 @@ class Bootstrap:
         url = ok[0]
         return url if url.endswith("/") else url + "/"
 
+    def _name(self, url: str) -> str:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        return self.names.get(netloc(url)) or self.names.get(host) or registry_for_url(url)
+
+    def registry_for_url(self, url: str) -> str:
+        """Name the registry behind a URL: a service host of this bootstrap keeps the service's name."""
+        where = netloc(url)
+        for service in self.services:
+            if netloc(service.base_url) == where:
+                return service.registry
+        return self._name(url)
+
+    def check_rate_limits(self, rate_limits: str) -> None:
+        """A ``rate_limits`` entry naming no registry of this bootstrap is a mistake: say so before any crawl."""
+        from whoiscrawl.crawl.ratelimit import RateLimits
+
+        unknown = sorted(RateLimits.names_in(rate_limits) - set(self.registries()))
+        if unknown:
+            raise BootstrapError(
+                f"rate_limits names {', '.join(unknown)}, not a registry of bootstrap {self.source or '(given)'} "
+                f"(its registries: {', '.join(self.registries())}; name others with registry_names)")
+
     def route(self, addr: int) -> Service | None:
         """The service for an address (longest matching prefix), or None if no registry serves it."""
         for length in self._lengths:
@@ -92,6 +117,18 @@ class Bootstrap:
 
     def registries(self) -> list[str]:
         return sorted({s.registry for s in self.services})
+
+
+def parse_names(text: str) -> dict[str, str]:
+    """``"mirror.example:8443=arin,rdap.example=ripencc"``: host or host:port -> registry name."""
+    names: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        host, sep, name = item.partition("=")
+        if not sep or not host.strip() or not name.strip():
+            raise BootstrapError(f"registry name {item!r}: expected host[:port]=name")
+        host = host.strip().lower()
+        names[netloc(host) if "://" in host else host] = name.strip().lower()
+    return names
 
 
 def netloc(url: str) -> str:

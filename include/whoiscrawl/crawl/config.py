@@ -73,6 +73,19 @@ class RunConfig:
     retry_after_max_s: float = _tunable(
         600.0, "Longest Retry-After pause honoured; longer ones fail the address for a later run.")
     telemetry_interval_s: float = _tunable(60.0, "How often each host reports its counters to the metrics topic.")
+    registry_names: str = _tunable(
+        "", "Names of registries reached through hosts that are not the registries' own (mirrors, proxies): "
+            "comma-separated host[:port]=name, e.g. 'rdap-mirror.example:8443=arin'. Unnamed unknown hosts are "
+            "named host:port.")
+    max_body_bytes: int = _tunable(
+        1 << 20, "Largest RDAP answer read, after decompression (bytes); a longer one fails the address "
+                 "(`body_too_large`) instead of filling memory.")
+    max_record_bytes: int = _tunable(
+        900_000, "Largest result record sent to Kafka (bytes, below the broker's message.max.bytes); a longer "
+                 "one is sent without its raw answer, and failed (`record_too_large`) if still too long.")
+    chunk_deadline_s: float = _tunable(
+        18000.0, "Seconds a chunk crawls before it stops taking new lookups and hands its unfinished addresses "
+                 "on as a continuation (reported `deferred`); below the crawl task's execution_timeout.")
     skip_known_networks: int = _tunable(
         1, "1: an address inside a network this run already found is skipped (the crawl); 0: every address "
            "is looked up (a re-crawl, whose probes of children must not be hidden by their parents).")
@@ -86,7 +99,8 @@ class RunConfig:
             elif not isinstance(value, kind) or isinstance(value, bool):
                 raise ConfigError(f"run config {f.name}={value!r}: expected {kind.__name__}")
         for name in ("http_timeout_s", "http_concurrency_per_registry", "max_attempts", "max_redirects",
-                     "registry_down_after", "telemetry_interval_s"):
+                     "registry_down_after", "telemetry_interval_s", "max_body_bytes", "max_record_bytes",
+                     "chunk_deadline_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"run config {name}={getattr(self, name)!r}: must be > 0")
         for name in ("throttle_pause_s", "retry_backoff_s", "registry_down_cooldown_s", "retry_after_max_s",

@@ -15,11 +15,20 @@ host when the registry asked. Every decision is counted in the one
 A network is added to the known-network index only after Kafka acknowledged
 its record: if the process dies before that, a retried chunk looks the
 address up again instead of skipping it, so nothing is lost.
+
+No answer ends a chunk: besides the causes handled where they arise (the
+client's classification, the parser's validation), one catch point per lookup
+turns an unexpected exception into a failure of that address with reason
+``internal/<ExceptionName>``. At the chunk's deadline (``chunk_deadline_s``)
+the engine stops taking new lookups, lets the ones in flight finish, and
+reports the addresses it did not finish as ``deferred`` (``Crawler.deferred``):
+the caller hands them on as a continuation, they are neither failed nor lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -32,13 +41,15 @@ from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.bootstrap import Bootstrap
 from whoiscrawl.crawl.breaker import TRANSPORT_FAILURES, RegistryBreaker
 from whoiscrawl.crawl.config import RunConfig
-from whoiscrawl.crawl.kafka_io import DeliveryTracker
+from whoiscrawl.crawl.kafka_io import DeliveryTracker, RecordTooLarge
 from whoiscrawl.crawl.policy import Action, Job, RegistryDown, decide
 from whoiscrawl.crawl.rdap_client import Ok, RdapClient, Result, Retry, Throttle
 from whoiscrawl.crawl.routing import Router
 from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.crawl.telemetry import TelemetryReporter
 from whoiscrawl.errors import WhoiscrawlError
+
+log = logging.getLogger(__name__)
 
 
 class ChunkDeliveryError(WhoiscrawlError):
@@ -53,6 +64,7 @@ class ChunkOutcome:
     skipped: int = 0
     looked_up: int = 0
     failed: int = 0
+    deferred: int = 0
     failed_by_reason: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     stats: dict[str, int | float] = field(default_factory=dict)
@@ -86,8 +98,11 @@ class Crawler:
         self._queues: dict[str, deque[Job]] = {}
         self._outstanding: Counter[str] = Counter()
         self._skipped = self._looked_up = self._failed = 0
+        #: addresses not finished by the chunk's deadline: handed on, neither failed nor lost
+        self.deferred: list[int] = []
         #: (address, reason) of every failed address: the per-address outcomes the datasets need
         self.failures: list[tuple[int, str]] = []
+        self._deadline = float("inf")
         self._acked_pending = 0
         # networks found but not yet acknowledged by Kafka: skipped here at once, shared only after the ack
         # (if the ack never comes the whole chunk fails and is retried, so skipping early loses nothing)
@@ -112,13 +127,15 @@ class Crawler:
         self._reasons[reason] += 1
         self.stats.count("address", registry, "failed", reason)
 
+    def _defer(self, job: Job) -> None:
+        self.deferred.append(job.addr)
+        self.stats.count("address", job.service.registry, "deferred")
+
     def _deliver(self, ok: Ok) -> None:
         record = ok.record
         record["run"] = self.run_key
         start, end = ipspace.to_int(record["start"]), ipspace.to_int(record["end"])
-        self._acked_pending += 1
         token = id(record)
-        self._unacked[token] = (start, end)
 
         def on_done(err: Exception | None) -> None:
             self._acked_pending -= 1
@@ -130,7 +147,20 @@ class Crawler:
             self._looked_up += 1
             self.stats.count("address", ok.registry, "looked_up")
 
-        self.tracker.produce(self.config.results_topic, record["handle"], record, on_done)
+        limit = self.config.max_record_bytes
+        try:
+            self.tracker.produce(self.config.results_topic, record["handle"], record, on_done, max_bytes=limit)
+        except RecordTooLarge:  # keep the parsed record, drop the registry's raw answer
+            record["raw"] = None
+            record["raw_dropped"] = "too_large"
+            self.stats.count("kafka", ok.registry, "raw_dropped")
+            try:
+                self.tracker.produce(self.config.results_topic, record["handle"], record, on_done, max_bytes=limit)
+            except RecordTooLarge:
+                self._fail("record_too_large", ok.registry, ipspace.to_int(record["query"]))
+                return
+        self._acked_pending += 1
+        self._unacked[token] = (start, end)
 
     # --- applying the policy ---------------------------------------------------
     def _apply(self, job: Job, result: Result | RegistryDown, action: Action) -> bool:
@@ -185,26 +215,41 @@ class Crawler:
                 await wakeup.wait()
                 continue
             job = queue.popleft()
-            delay = job.not_before - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self.config.skip_known_networks and (self.index.contains(job.addr) or self._in_unacked(job.addr)):
-                self._skip()
+            try:
+                finished = await self._step(job, client)
+            except Exception as exc:  # noqa: BLE001 - the one catch point: a bug in one answer ends one address
+                log.exception("chunk %d: lookup of %s raised", self.chunk, ipspace.to_str(job.addr))
+                self._fail(f"internal/{type(exc).__name__}", job.service.registry, job.addr)
+                finished = True
+            if finished:
                 self._finish(registry, wakeup)
-                continue
-            breaker = self._breaker(job.service.registry)
-            if breaker.is_open():
-                # the registry is down: this address spends an attempt without a request and waits it out
-                down = RegistryDown(job.service.registry, breaker.down_until)
-                if self._apply(job, down, decide(job, down, self.config)):
-                    self._finish(registry, wakeup)
-                continue
-            self.stats.count("lookup", job.service.registry, "attempt")
-            result = await client.lookup(job.addr, job.service)
-            if result.registry is not None:
-                self._record_transport(result)
-            if self._apply(job, result, decide(job, result, self.config)):
-                self._finish(registry, wakeup)
+
+    async def _step(self, job: Job, client: RdapClient) -> bool:
+        """One pass of ``job`` through index check, breaker and lookup; True when the address is finished."""
+        delay = min(job.not_before, self._deadline) - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if time.monotonic() >= self._deadline:
+            self._defer(job)
+            return True
+        if self.config.skip_known_networks and (self.index.contains(job.addr) or self._in_unacked(job.addr)):
+            self._skip()
+            return True
+        breaker = self._breaker(job.service.registry)
+        if breaker.is_open():
+            # the registry is down: this address spends an attempt without a request and waits it out
+            down = RegistryDown(job.service.registry, breaker.down_until)
+            return self._apply(job, down, decide(job, down, self.config))
+        self.stats.count("lookup", job.service.registry, "attempt")
+        try:
+            result = await asyncio.wait_for(client.lookup(job.addr, job.service),
+                                            self._deadline - time.monotonic())
+        except asyncio.TimeoutError:  # the chunk's time ran out while this lookup waited or ran
+            self._defer(job)
+            return True
+        if result.registry is not None:
+            self._record_transport(result)
+        return self._apply(job, result, decide(job, result, self.config))
 
     def _in_unacked(self, addr: int) -> bool:
         return any(start <= addr <= end for start, end in self._unacked.values())
@@ -233,6 +278,7 @@ class Crawler:
     # --- entry point --------------------------------------------------------
     async def run(self, addrs: np.ndarray) -> ChunkOutcome:
         started = time.monotonic()
+        self._deadline = started + self.config.chunk_deadline_s
         total = len(addrs)
         self.index.sync()
         known = self.index.contains_many(addrs) if total and self.config.skip_known_networks \
@@ -247,10 +293,12 @@ class Crawler:
         per_registry = cfg.http_concurrency_per_registry
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=per_registry + 2, ttl_dns_cache=300)
         headers = {"Accept": "application/rdap+json, application/json", "User-Agent": cfg.user_agent}
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector, headers=headers) as session:
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector, headers=headers,
+                                         auto_decompress=False) as session:
             client = RdapClient(session, self.router.bootstrap, self.stats, self.limiter.acquire,
                                 max_redirects=cfg.max_redirects, allowlist=cfg.redirect_allowlist,
-                                throttle_pause_s=cfg.throttle_pause_s, retry_after_max_s=cfg.retry_after_max_s)
+                                throttle_pause_s=cfg.throttle_pause_s, retry_after_max_s=cfg.retry_after_max_s,
+                                max_body_bytes=cfg.max_body_bytes)
             for addr in todo.tolist():
                 service = self.router.route(addr)
                 if service is None:
@@ -282,12 +330,12 @@ class Crawler:
         if self.telemetry:
             self.telemetry.maybe_report(self.stats, final=True)
             self.tracker.flush(30.0)
-        accounted = self._skipped + self._looked_up + self._failed
+        accounted = self._skipped + self._looked_up + self._failed + len(self.deferred)
         if accounted != total:
             raise RuntimeError(f"chunk {self.chunk}: {accounted} of {total} addresses accounted for")
         return ChunkOutcome(
             chunk=self.chunk, addresses=total, skipped=self._skipped, looked_up=self._looked_up,
-            failed=self._failed, failed_by_reason=dict(sorted(self._reasons.items())),
+            failed=self._failed, deferred=len(self.deferred), failed_by_reason=dict(sorted(self._reasons.items())),
             counters=self.stats.ancestor_view(), stats=self.stats.as_dict(),
             duration_s=round(time.monotonic() - started, 3), host=self.host,
         )

@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from whoiscrawl.errors import WhoiscrawlError
+
 PRODUCER_OVERRIDES: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -89,6 +91,10 @@ def read_all(consumer: Consumer, topic: str, timeout_s: float = 60.0) -> Iterato
     yield from read_range(consumer, topic, {p: 0 for p in ends}, ends, timeout_s)
 
 
+class RecordTooLarge(WhoiscrawlError, ValueError):
+    """A message longer than the tracker's ``max_bytes``: not produced (the broker would refuse it)."""
+
+
 class DeliveryTracker:
     """Calls back once Kafka acknowledged (or finally refused) each produced message."""
 
@@ -98,7 +104,7 @@ class DeliveryTracker:
         self.failed = 0
 
     def produce(self, topic: str, key: str | None, value: dict,
-                on_done: Callable[[Exception | None], None]) -> None:
+                on_done: Callable[[Exception | None], None], max_bytes: int | None = None) -> None:
         def _callback(err, _msg):
             self.pending -= 1
             if err is not None:
@@ -106,6 +112,8 @@ class DeliveryTracker:
             on_done(None if err is None else KafkaException(err))
 
         payload = json.dumps(value, separators=(",", ":"), default=str).encode()
+        if max_bytes is not None and len(payload) > max_bytes:
+            raise RecordTooLarge(f"{len(payload)} bytes > {max_bytes}")
         while True:
             try:
                 self.producer.produce(topic, key=key.encode() if key else None, value=payload,

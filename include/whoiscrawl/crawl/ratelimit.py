@@ -98,6 +98,12 @@ class RateLimits:
         return cls(windows, default)
 
     @staticmethod
+    def names_in(text: str) -> set[str]:
+        """The registries a rate-limit text names (``default`` is not one)."""
+        names = {item.partition("=")[0].strip().lower() for item in (text or "").split(",") if item.strip()}
+        return names - {"default"}
+
+    @staticmethod
     def _window(item: str, text: str) -> Window:
         count, sep, period = text.strip().partition("/")
         try:

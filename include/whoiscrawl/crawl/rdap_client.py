@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urljoin, urlsplit
@@ -24,10 +26,53 @@ import aiohttp
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.bootstrap import Bootstrap, Service, netloc
 from whoiscrawl.crawl.records import BadResponse, build_record, rate_limit_notice
-from whoiscrawl.crawl.registries import registry_for_url
 from whoiscrawl.crawl.stats import StatsCollector
+from whoiscrawl.errors import WhoiscrawlError
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+#: Ask for the body as it is: a compressed one is decompressed here, never past the size cap.
+REQUEST_HEADERS = {"Accept-Encoding": "identity"}
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class BodyTooLarge(WhoiscrawlError):
+    """The answer's body (after decompression) passed the size cap."""
+
+
+class BadEncoding(WhoiscrawlError):
+    """A Content-Encoding this client cannot read, or a compressed body that does not decompress."""
+
+
+async def read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The body, read as a stream and decompressed here, at most ``max_bytes`` (else BodyTooLarge).
+
+    The session is built with ``auto_decompress=False`` so a gzip bomb never grows past the cap: every
+    decompression step asks zlib for at most what the cap still allows.
+    """
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        decoder = None
+    elif encoding in _WBITS:
+        decoder = zlib.decompressobj(_WBITS[encoding])
+    else:
+        raise BadEncoding(encoding)
+    out = bytearray()
+    async for piece in resp.content.iter_any():
+        if decoder is None:
+            out += piece
+        else:
+            try:
+                data = piece
+                while data:
+                    out += decoder.decompress(data, max_bytes + 1 - len(out))
+                    if len(out) > max_bytes:
+                        break
+                    data = decoder.unconsumed_tail
+            except zlib.error as exc:
+                raise BadEncoding(str(exc)) from None
+        if len(out) > max_bytes:
+            raise BodyTooLarge(len(out))
+    return bytes(out)
 
 
 @dataclass
@@ -71,14 +116,16 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            seconds = when.timestamp() - (now if now is not None else time.time())
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+    if math.isnan(seconds):
         return None
-    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+    return max(0.0, seconds)  # may be inf: longer than any cap, so the caller refuses it
 
 
 _NOTICE_WINDOW = re.compile(r"(\d+)\s+quer(?:y|ies)\s+per\s+(\d*)\s*(second|minute|hour)s?", re.I)
@@ -106,7 +153,7 @@ class RdapClient:
     def __init__(self, session: aiohttp.ClientSession, bootstrap: Bootstrap, stats: StatsCollector,
                  acquire: Callable[[str], Awaitable[Any]], *, max_redirects: int = 3,
                  allowlist: str = "", throttle_pause_s: float = 60.0,
-                 retry_after_max_s: float = 600.0) -> None:
+                 retry_after_max_s: float = 600.0, max_body_bytes: int = 1 << 20) -> None:
         self.session = session
         self.bootstrap = bootstrap
         self.stats = stats
@@ -115,6 +162,7 @@ class RdapClient:
         self.allowed_hosts = bootstrap.hosts() | {_normalise_host(h) for h in allowlist.split(",") if h.strip()}
         self.throttle_pause_s = throttle_pause_s
         self.retry_after_max_s = retry_after_max_s
+        self.max_body_bytes = max_body_bytes
 
     async def lookup(self, addr: int, service: Service, rate_limited: bool = True) -> Result:
         addr_str = ipspace.to_str(addr)
@@ -127,17 +175,27 @@ class RdapClient:
                 await self.acquire(registry)
             started = time.monotonic()
             try:
-                async with self.session.get(url, allow_redirects=False) as resp:
+                async with self.session.get(url, allow_redirects=False, headers=REQUEST_HEADERS) as resp:
                     status = resp.status
                     headers = resp.headers
-                    raw = await resp.read() if status not in REDIRECT_STATUSES else b""
+                    raw = await read_capped(resp, self.max_body_bytes) if status not in REDIRECT_STATUSES else b""
             except asyncio.TimeoutError:
                 self.stats.count("response", registry, "error", "timeout")
                 return Retry("timeout", registry)
+            except BodyTooLarge:  # the same answer would come again: not worth another attempt
+                self.stats.count("response", registry, "error", "too_large")
+                return Fail("body_too_large", registry)
+            except BadEncoding:
+                self.stats.count("response", registry, "error", "bad_encoding")
+                return Retry("bad_encoding", registry)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 kind = "refused" if isinstance(exc, aiohttp.ClientConnectorError) else "connection"
                 self.stats.count("response", registry, "error", kind)
                 return Retry(kind, registry)
+            except (aiohttp.ClientResponseError, aiohttp.ClientError, ValueError):
+                # not HTTP as aiohttp reads it: bad status line, oversized header, bad framing, a non-HTTP port
+                self.stats.count("response", registry, "error", "malformed_http")
+                return Retry("malformed_http", registry)
             self.stats.latency(registry, time.monotonic() - started)
             self.stats.count("response", registry, "status", str(status))
 
@@ -146,15 +204,20 @@ class RdapClient:
                 if not location:
                     self.stats.count("redirect", registry, "refused", "no_location")
                     return Fail("redirect_without_location", registry)
-                target = urljoin(url, location)
-                if urlsplit(target).scheme not in ("http", "https") or netloc(target) not in self.allowed_hosts:
+                try:
+                    target = urljoin(url, location)
+                    allowed = urlsplit(target).scheme in ("http", "https") and netloc(target) in self.allowed_hosts
+                except ValueError:  # a bad port, a broken IPv6 literal
+                    self.stats.count("redirect", registry, "refused", "bad_location")
+                    return Fail("redirect_bad_location", registry)
+                if not allowed:
                     self.stats.count("redirect", registry, "refused", "host")
                     return Fail("redirect_refused", registry)
                 if target in visited:
                     self.stats.count("redirect", registry, "refused", "loop")
                     return Fail("redirect_loop", registry)
                 visited.add(target)
-                new_registry = registry_for_url(target)
+                new_registry = self.bootstrap.registry_for_url(target)
                 self.stats.count("redirect", registry, "followed", new_registry)
                 registry, url, redirected = new_registry, target, True
                 continue
@@ -177,12 +240,15 @@ class RdapClient:
             return Retry(f"http_{status}", registry, parse_retry_after(headers.get("Retry-After")))
         try:
             body = json.loads(raw)
+        except RecursionError:
+            return Retry("bad_body/too_deep", registry)
         except (ValueError, UnicodeDecodeError):
             kind = "html" if raw.lstrip()[:1] == b"<" else "not_json"
             return Retry(f"bad_body/{kind}", registry)
         notice = rate_limit_notice(body)
-        if notice is not None:  # pause for the window the notice names: then the budget is whole again
-            return Throttle("rate_limit_notice", registry, notice_window_s(notice) or self.throttle_pause_s)
+        if notice is not None:  # pause for the window the notice names (capped): then the budget is whole again
+            window = notice_window_s(notice) or self.throttle_pause_s
+            return Throttle("rate_limit_notice", registry, min(window, self.retry_after_max_s))
         try:
             record = build_record(addr, registry, body, url)
         except BadResponse as exc:

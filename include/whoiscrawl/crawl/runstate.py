@@ -8,6 +8,7 @@ machine needs nothing but Redis to know its addresses.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -18,20 +19,55 @@ import numpy as np
 import redis
 
 CONFIG_KEY = "whoiscrawl:config"
-CHUNK_TTL_S = 7 * 24 * 3600
+#: How long a run's state outlives its last chunk: every chunk refreshes it (``keep_alive``), so a run
+#: that crawls for weeks keeps its state, and an abandoned one is cleaned up by Redis.
+RUN_TTL_S = 30 * 24 * 3600
 
 
 def run_key(run_id: str) -> str:
-    """A Redis- and Kafka-safe name for an Airflow run id."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")[:120] or "run"
+    """A Redis-, Kafka- and path-safe name for an Airflow run id, unique per run id.
+
+    The readable part is the run id with unsafe characters replaced; a short hash of the raw run id
+    follows, so two run ids that read alike after the replacement never share a key.
+    """
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_.")[:100] or "run"
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
+    return f"{readable}-{digest}"
 
 
 def _run_prefix(key: str) -> str:
     return f"whoiscrawl:run:{key}"
 
 
-def index_key(key: str) -> str:
-    return f"{_run_prefix(key)}:known"
+def index_key(key: str, attempt: int = 0) -> str:
+    """The known-network index of one attempt of the run (a fresh one for every configure)."""
+    return f"{_run_prefix(key)}:attempt:{attempt}:known" if attempt else f"{_run_prefix(key)}:known"
+
+
+def new_attempt(client: redis.Redis, key: str) -> int:
+    """Start a new attempt of the run (each configure of it): its index starts empty.
+
+    A re-run records new result start offsets, so it must not skip addresses because of networks found
+    by an earlier attempt (their records lie before those offsets): the earlier attempt's index is
+    dropped (with the continuations of deferred chunks) and the new attempt indexes under its own name.
+    """
+    attempt = int(client.incr(f"{_run_prefix(key)}:attempts"))
+    client.expire(f"{_run_prefix(key)}:attempts", RUN_TTL_S)
+    stale = [k for pattern in ("*known*", "chunk:*:continuation")
+             for k in client.scan_iter(match=f"{_run_prefix(key)}:{pattern}", count=1000)]
+    if stale:
+        client.delete(*stale)
+    return attempt
+
+
+def keep_alive(client: redis.Redis, key: str) -> int:
+    """Refresh the expiry of every key of the run (called by every chunk); returns how many."""
+    keys = list(client.scan_iter(match=f"{_run_prefix(key)}:*", count=1000))
+    pipe = client.pipeline(transaction=False)
+    for name in keys:
+        pipe.expire(name, RUN_TTL_S)
+    pipe.execute()
+    return len(keys)
 
 
 def write_config(client: redis.Redis, cluster: dict[str, Any], key: str, run: dict[str, Any]) -> None:
@@ -39,7 +75,7 @@ def write_config(client: redis.Redis, cluster: dict[str, Any], key: str, run: di
     pipe = client.pipeline(transaction=True)
     pipe.hset(CONFIG_KEY, mapping={k: json.dumps(v) for k, v in cluster.items()})
     pipe.hset(f"{_run_prefix(key)}:config", mapping={k: json.dumps(v) for k, v in run.items()})
-    pipe.expire(f"{_run_prefix(key)}:config", CHUNK_TTL_S)
+    pipe.expire(f"{_run_prefix(key)}:config", RUN_TTL_S)
     pipe.execute()
 
 
@@ -64,7 +100,10 @@ def read_config(client: redis.Redis, key: str, wait_s: float = 120.0,
 
 
 def write_chunk(client: redis.Redis, key: str, chunk: int, addrs: np.ndarray) -> None:
-    client.set(f"{_run_prefix(key)}:chunk:{chunk}", np.asarray(addrs, dtype=">u4").tobytes(), ex=CHUNK_TTL_S)
+    pipe = client.pipeline(transaction=True)
+    pipe.set(f"{_run_prefix(key)}:chunk:{chunk}", np.asarray(addrs, dtype=">u4").tobytes(), ex=RUN_TTL_S)
+    pipe.delete(f"{_run_prefix(key)}:chunk:{chunk}:continuation")  # a new seed: nothing of old tries is left
+    pipe.execute()
 
 
 def read_chunk(client: redis.Redis, key: str, chunk: int) -> np.ndarray:
@@ -74,11 +113,23 @@ def read_chunk(client: redis.Redis, key: str, chunk: int) -> np.ndarray:
     return np.frombuffer(blob, dtype=">u4").astype(np.uint32)
 
 
+def write_continuation(client: redis.Redis, key: str, chunk: int, addrs: np.ndarray) -> None:
+    """The addresses a chunk deferred at its deadline (empty: none left); the next try crawls these."""
+    name = f"{_run_prefix(key)}:chunk:{chunk}:continuation"
+    client.set(name, np.asarray(addrs, dtype=">u4").tobytes(), ex=RUN_TTL_S)
+
+
+def read_continuation(client: redis.Redis, key: str, chunk: int) -> np.ndarray | None:
+    """What is left of the chunk after an earlier try's deadline, or None if no try deferred anything."""
+    blob = client.get(f"{_run_prefix(key)}:chunk:{chunk}:continuation")
+    return None if blob is None else np.frombuffer(blob, dtype=">u4").astype(np.uint32)
+
+
 def write_networks(client: redis.Redis, key: str, networks: list[dict[str, Any]]) -> None:
     """The run's distinct networks (registry, start, end), for the report task on whatever host."""
     rows = [[n["registry"], n["start"], n["end"]] for n in networks]
     blob = zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 6)
-    client.set(f"{_run_prefix(key)}:networks", blob, ex=CHUNK_TTL_S)
+    client.set(f"{_run_prefix(key)}:networks", blob, ex=RUN_TTL_S)
 
 
 def read_networks(client: redis.Redis, key: str) -> list[dict[str, Any]]:

@@ -70,12 +70,14 @@ CATALOG: tuple[Stat, ...] = (
     Stat("lookup/{registry}/attempt", "Lookups started (each attempt of an address; redirects are part of one).",
          ancestor=LOOKING_UP),
     Stat("response/{registry}/status/{reason}", "HTTP answers by status code."),
-    Stat("response/{registry}/error/{reason}", "Requests that got no HTTP answer: `timeout`, `refused`, `connection`."),
+    Stat("response/{registry}/error/{reason}", "Requests that got no usable HTTP answer: `timeout`, `refused`, `connection`, "
+         "`malformed_http` (not HTTP as the client reads it), `too_large` (body over `max_body_bytes`), "
+         "`bad_encoding`."),
     Stat("response/{registry}/latency_s", "Seconds spent waiting for answers (sum; percentiles in telemetry).",
          unit="s"),
     Stat("redirect/{registry}/followed/{reason}", "Redirects followed, by the registry they lead to."),
     Stat("redirect/{registry}/refused/{reason}", "Redirects not followed: `host` (not allowlisted), `scheme`, "
-         "`loop`, `too_many`, `no_location`."),
+         "`loop`, `too_many`, `no_location`, `bad_location` (a Location that is no URL)."),
     Stat("route/{registry}/learned", "Ranges learned from a redirect to this registry (later addresses go straight there)."),
     # --- the retry/throttle policy's decisions
     Stat("attempt/{registry}/transient/{reason}", "Attempts that ended in a transient failure, by reason (`timeout`, "
@@ -85,6 +87,10 @@ CATALOG: tuple[Stat, ...] = (
          "`rate_limit_notice`)."),
     Stat("breaker/{registry}/opened", "Times the registry's circuit breaker opened (it counts as down)."),
     Stat("kafka/all/delivery_failed", "Result records Kafka refused (the chunk fails and is retried)."),
+    Stat("kafka/{registry}/raw_dropped", "Result records sent without the registry's raw answer because they "
+         "were longer than `max_record_bytes`."),
+    Stat("address/{registry}/deferred", "Addresses not finished by the chunk's deadline, handed on as a "
+         "continuation (neither failed nor lost)."),
     # --- the host's rate budget (ratelimit.RegistryRateLimiter)
     Stat("ratelimit/{registry}/granted", "Request slots granted."),
     Stat("ratelimit/{registry}/waited/{reason}", "Slots granted after a wait, by cause: `window`, `queue`, `pause`."),

@@ -50,6 +50,10 @@ SIM_READY = re.compile(r"^ready\s+(\S+)\s*$", re.MULTILINE)
 SIM_PORTS = 6  # bootstrap and stats, then one port per RIR
 #: partitions of the topics ``up`` creates, by run config field naming the topic
 TOPIC_PARTITIONS = {"results_topic": 8, "metrics_topic": 1}
+#: Results stay until drained, however long the crawl (the broker's default would delete them after 7 days).
+#: On a real cluster set the same on the results topic: ``retention.ms=-1`` (or a ``retention.bytes`` above the
+#: run's volume) and drain before deleting.
+TOPIC_CONFIG = {"results_topic": {"retention.ms": "-1", "retention.bytes": "-1"}}
 
 
 class StackError(WhoiscrawlError):
@@ -182,8 +186,9 @@ class _Redis(_Service):
             conn.close()
 
     def start(self) -> None:
-        # "save" makes SIGTERM write a snapshot, so `down` then `up` keeps the data.
-        extra = {"save": "300 1"}
+        # "save" makes SIGTERM write a snapshot, so `down` then `up` keeps the data; the append-only file
+        # (fsync every second) keeps the index and run state of a master that crashed or was killed.
+        extra = {"save": "300 1", "appendonly": "yes", "appendfsync": "everysec"}
         if not self.host.startswith("127."):
             # Bound to a fleet bridge: its hosts (replicas, Celery workers) connect from other addresses,
             # which protected mode refuses when no password is set.
@@ -221,9 +226,10 @@ class _Kafka(_Service):
         self.broker.start(timeout_s=self.stack.kafka_timeout_s)
 
     def after_start(self) -> None:
-        config = RunConfig.from_env()  # the topics this machine's runs will use
-        topics = {getattr(config, name): count for name, count in TOPIC_PARTITIONS.items()}
-        created = self.broker.create_topics(topics)
+        run_config = RunConfig.from_env()  # the topics this machine's runs will use
+        topics = {getattr(run_config, name): count for name, count in TOPIC_PARTITIONS.items()}
+        config = {getattr(run_config, name): conf for name, conf in TOPIC_CONFIG.items()}
+        created = self.broker.create_topics(topics, config=config)
         if created:
             self.stack.say(f"kafka: created topics {', '.join(created)}")
 

@@ -23,6 +23,7 @@ from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.orchestration.connections import kafka_config, redis_clients
 from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.results import chunks as chunk_store, coverage_map
+from whoiscrawl.results.chunks import DEFERRED
 from whoiscrawl.results.coverage import coverage_report, status_counts
 from whoiscrawl.results.changes import write_changes
 from whoiscrawl.results.drain import drain_to_outputs
@@ -109,15 +110,17 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
     master, _ = redis_clients(settings)
     kafka = kafka_config(settings)
     document, source = load_document(config.bootstrap, settings, max_age_s=config.bootstrap_max_age_s)
-    Bootstrap(document, source)  # refuse a bad document here, not on every host
+    # refuse a bad document, or budgets for registries it does not have, here: not on every host
+    Bootstrap(document, source, names=config.registry_names).check_rate_limits(config.rate_limits)
     consumer = make_consumer(kafka, group_id=f"whoiscrawl-offsets-{key}")
     try:
         start = end_offsets(consumer, config.results_topic)
     finally:
         consumer.close()
+    attempt = runstate.new_attempt(master, key)  # a re-run's index starts empty, like its result offsets
     runstate.write_config(master, {"kafka": kafka}, key,
                           {"run_config": config.as_dict(), "bootstrap": {"document": document, "source": source},
-                           "results_start": start, "fleet": fleet.get("kind", "local")})
+                           "results_start": start, "fleet": fleet.get("kind", "local"), "attempt": attempt})
     log.info("run config: %s", config.to_json())
     return [{"run": key, "chunk": c["chunk"], "count": c["count"]} for c in prepared["chunks"]]
 
@@ -125,6 +128,7 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
 def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     """Crawl one chunk on this host; returns its outcome (every address accounted for)."""
     from confluent_kafka import Producer
+    import numpy as np
 
     from whoiscrawl.crawl.netindex import KnownNetworkIndex
     from whoiscrawl.crawl.ratelimit import RegistryRateLimiter
@@ -133,23 +137,34 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     key, chunk = descriptor["run"], int(descriptor["chunk"])
     master, replica = redis_clients(settings)
     cluster_cfg, run_state, config = read_run(replica, key)
-    bootstrap = Bootstrap(run_state["bootstrap"]["document"], run_state["bootstrap"]["source"])
-    addrs = runstate.read_chunk(master, key, chunk)  # the master: a lagging replica may not have it yet
+    bootstrap = Bootstrap(run_state["bootstrap"]["document"], run_state["bootstrap"]["source"],
+                          names=config.registry_names)
+    runstate.keep_alive(master, key)  # the run's state lives as long as its chunks keep coming
+    # the master: a lagging replica may not have it yet; a continuation is what an earlier try deferred
+    continuation = runstate.read_continuation(master, key, chunk)
+    addrs = runstate.read_chunk(master, key, chunk) if continuation is None else continuation
     host = host_id(settings.HOST_ID)
     producer = Producer({**cluster_cfg["kafka"], **PRODUCER_OVERRIDES})
     tracker = DeliveryTracker(producer)
     telemetry = TelemetryReporter(tracker, config.metrics_topic, host,
                                   f"{host}:{os.getpid()}:{key}:{chunk}:{attempt}", config.telemetry_interval_s)
     stats = StatsCollector()
-    index = KnownNetworkIndex(master, replica, key=runstate.index_key(key), sync_interval_s=0.25, stats=stats)
-    limiter = RegistryRateLimiter(replica, host, config.rate_limit_table(), stats=stats)
+    index = KnownNetworkIndex(master, replica, key=runstate.index_key(key, int(run_state.get("attempt", 0))),
+                              sync_interval_s=0.25, stats=stats)
+    # budgets on the master: a replica's full resync would wipe its local writes (the next slot, a pause)
+    limiter = RegistryRateLimiter(master, host, config.rate_limit_table(), stats=stats)
     crawler = Crawler(bootstrap=bootstrap, index=index, limiter=limiter, tracker=tracker, config=config,
                       run_key=key, chunk=chunk, stats=stats, telemetry=telemetry, host=host)
     outcome = asyncio.run(crawler.run(addrs))
-    chunk_store.write_chunk_result(master, key, outcome.as_dict(), crawler.failures)
-    log.info("chunk %d: %d addresses, %d looked up, %d skipped, %d failed %s in %.1fs", chunk,
+    if outcome.deferred or continuation is not None:  # hand the rest on; clearing this task crawls it
+        runstate.write_continuation(master, key, chunk, np.asarray(crawler.deferred, dtype=np.uint32))
+    runstate.keep_alive(master, key)
+    chunk_store.write_chunk_result(master, key, int(run_state.get("attempt", 0)), outcome.as_dict(),
+                                   crawler.failures + [(a, DEFERRED) for a in crawler.deferred],
+                                   continuation=continuation is not None)
+    log.info("chunk %d: %d addresses, %d looked up, %d skipped, %d failed %s, %d deferred in %.1fs", chunk,
              outcome.addresses, outcome.looked_up, outcome.skipped, outcome.failed,
-             outcome.failed_by_reason, outcome.duration_s)
+             outcome.failed_by_reason, outcome.deferred, outcome.duration_s)
     return outcome.as_dict()
 
 
@@ -164,7 +179,7 @@ def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str,
     consumer = make_consumer(kafka_config(settings), group_id=f"whoiscrawl-drain-{key}", offset_reset="error")
     try:
         drained = drain_to_outputs(consumer, config.results_topic, key, start, Path(prepared["output_dir"]),
-                                   seed_parts, chunk_store.read_chunk_results(master, key))
+                                   seed_parts, chunk_store.read_chunk_results(master, key, int(run_state.get("attempt", 0))))
     finally:
         consumer.close()
     runstate.write_networks(master, key, drained.pop("network_list"))
@@ -185,9 +200,10 @@ def report(drained: dict[str, Any], prepared: dict[str, Any],
     master, _ = redis_clients(Settings())
     key = prepared["run"]
     networks = runstate.read_networks(master, key)
-    _cluster_cfg, _run_state, config = read_run(master, key, wait_s=5)
-    finished = chunk_store.read_chunk_results(master, key)
-    outcomes = [finished[c]["outcome"] for c in sorted(finished)]
+    _cluster_cfg, run_state, config = read_run(master, key, wait_s=5)
+    results = chunk_store.read_chunk_results(master, key, int(run_state.get("attempt", 0)))
+    finished = chunk_store.finished_chunks(results)
+    outcomes = chunk_store.chunk_outcomes(results)
     result = coverage_report(networks, outcomes, prepared["seed"]["count"], run=key)
     status = status_counts(outcomes)
     result["queries"] = status["queries"]

@@ -15,6 +15,15 @@ from typing import Any, Mapping
 from whoiscrawl.crawl.registries import REGISTRIES
 
 DOWN_MODES = ("refuse", "timeout")  # not listening / accepts and never answers
+#: Malformed answers a registry can give to every IP query (``malformed: {registry: kind}``);
+#: simulator/malformed.py renders them.
+MALFORMED_KINDS = (
+    # JSON shapes the parser must survive
+    "notices_not_list", "roles_not_strings", "entities_not_list", "deep_json", "huge_record",
+    # HTTP the client must survive
+    "oversized_header", "bad_status_line", "bad_content_length", "bad_chunking", "non_http",
+    "bad_location_port", "ipv6_location", "retry_after_overflow", "gzip_bomb", "endless_chunked",
+)
 _RATE_FIELDS = ("error_rate", "truncate_rate", "html_rate")
 _TIME_FIELDS = ("latency_ms", "jitter_ms")
 _FIELDS = _RATE_FIELDS + _TIME_FIELDS
@@ -30,6 +39,7 @@ class Effective:
     truncate_rate: float
     html_rate: float
     down: str | None
+    malformed: str | None = None
 
 
 @dataclass
@@ -40,6 +50,7 @@ class Faults:
     truncate_rate: float = 0.0   # share of bodies cut short (connection closed mid-body)
     html_rate: float = 0.0       # share of answers replaced by an HTML page with status 200
     down: dict[str, str] = field(default_factory=dict)             # registry -> refuse | timeout
+    malformed: dict[str, str] = field(default_factory=dict)        # registry -> one of MALFORMED_KINDS
     per_registry: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def for_registry(self, registry: str) -> Effective:
@@ -51,18 +62,21 @@ class Faults:
             truncate_rate=own.get("truncate_rate", self.truncate_rate),
             html_rate=own.get("html_rate", self.html_rate),
             down=self.down.get(registry),
+            malformed=self.malformed.get(registry),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELDS} | {
-            "down": dict(self.down), "per_registry": copy.deepcopy(self.per_registry)}
+            "down": dict(self.down), "malformed": dict(self.malformed),
+            "per_registry": copy.deepcopy(self.per_registry)}
 
     def updated(self, changes: Mapping[str, Any]) -> "Faults":
         """A validated copy with changes applied.
 
         ``down`` maps registries to ``refuse``/``timeout``, or to null/``up`` to
         bring them back; ``up`` lists registries to bring back.  Other keys are
-        the numeric knobs, or ``per_registry: {reg: {knob: value}}``.
+        the numeric knobs, or ``per_registry: {reg: {knob: value}}``; ``malformed`` maps registries to
+        a kind of malformed answer (``MALFORMED_KINDS``) or null.
         """
         new = copy.deepcopy(self)
         for key, value in changes.items():
@@ -77,6 +91,15 @@ class Faults:
                         new.down[registry] = mode
                     else:
                         raise ValueError(f"down mode must be one of {DOWN_MODES} or null, not {mode!r}")
+            elif key == "malformed":
+                for registry, kind in dict(value).items():
+                    _check_registry(registry)
+                    if kind in (None, ""):
+                        new.malformed.pop(registry, None)
+                    elif kind in MALFORMED_KINDS:
+                        new.malformed[registry] = kind
+                    else:
+                        raise ValueError(f"malformed kind must be one of {MALFORMED_KINDS} or null, not {kind!r}")
             elif key == "up":
                 for registry in value:
                     _check_registry(registry)

@@ -48,6 +48,8 @@ class Response:
     truncate_to: int | None = None   # send only this many body bytes, then close
     close: bool = False
     omit_body: bool = False          # an answer to HEAD: the GET's status and headers, no body
+    raw: bytes | None = None         # written as it is instead of a response (malformed HTTP), then close
+    endless: bool = False            # a chunked body that never ends (until the client goes away)
 
 
 #: Special answers: never answer (hold the connection), or close it without a word.
@@ -159,6 +161,17 @@ class HttpProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
+        if response.raw is not None:
+            self._sink = True
+            transport.write(response.raw)
+            transport.close()
+            return
+        if response.endless:
+            self._sink = True
+            transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + response.content_type.encode()
+                            + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+            self._stream_forever(response.body or b"x" * 65536)
+            return
         body = response.body
         head = [b"HTTP/1.1 %d %s\r\n" % (response.status, REASONS.get(response.status, "Status").encode()),
                 b"Date: " + _http_date() + b"\r\n",
@@ -176,6 +189,14 @@ class HttpProtocol(asyncio.Protocol):
         if close:
             self._sink = True  # whatever else was pipelined is not answered
             transport.close()
+
+    def _stream_forever(self, piece: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() < 1 << 20:  # only as fast as the client reads
+            transport.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self._timer = asyncio.get_running_loop().call_later(0.001, self._stream_forever, piece)
 
     def _parse(self) -> Request | None:
         buffer = self._buffer

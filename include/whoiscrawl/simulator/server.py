@@ -26,6 +26,7 @@ from whoiscrawl.settings import Settings
 from whoiscrawl.simulator import delegated, responses, search
 from whoiscrawl.simulator.bootstrap import bootstrap_document, write_bootstrap
 from whoiscrawl.simulator.faults import Faults
+from whoiscrawl.simulator.malformed import malform
 from whoiscrawl.simulator.http import DROP, NEVER, HttpProtocol, Request, Response
 from whoiscrawl.simulator.policy import PROFILE_LATENCY_MS, PROFILES, RateLimiter
 from whoiscrawl.simulator.stats import Stats
@@ -342,6 +343,9 @@ class Simulator:
             response = Response(200, responses.html_error_page(), "text/html; charset=utf-8")
         else:
             response = self._answer(registry, request)
+            if knobs.malformed and "/ip/" in request.path:
+                stats.outcome(registry, client, "malformed")
+                response = malform(knobs.malformed, response)
         if knobs.truncate_rate and len(response.body) > 1 and rng.random() < knobs.truncate_rate:
             stats.outcome(registry, client, "truncated")
             response.truncate_to = rng.randrange(1, len(response.body))

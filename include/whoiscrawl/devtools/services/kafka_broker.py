@@ -389,8 +389,10 @@ class KafkaBroker:
         return bool(metadata.brokers)
 
     def create_topics(self, names: Mapping[str, int] | Iterable[str], partitions: int = 1,
-                      timeout_s: float = 30) -> list[str]:
+                      timeout_s: float = 30, config: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
         """Create topics that do not exist yet (``names`` may map name -> partitions); return those created.
+
+        ``config`` maps a topic to its topic-level settings (e.g. ``retention.ms``), applied on creation.
 
         Existing topics are left as they are, whatever their partition count:
         adding partitions would move keys to other partitions.
@@ -401,7 +403,8 @@ class KafkaBroker:
         wanted = dict(names) if isinstance(names, Mapping) else {name: partitions for name in names}
         admin = self.admin()
         existing = set(admin.list_topics(timeout=timeout_s).topics)
-        missing = [NewTopic(name, num_partitions=count, replication_factor=1)
+        config = config or {}
+        missing = [NewTopic(name, num_partitions=count, replication_factor=1, config=dict(config.get(name, {})))
                    for name, count in wanted.items() if name not in existing]
         created: list[str] = []
         if missing:
