@@ -59,6 +59,7 @@ bench: system-deps venv
 	$(BIN)/python bench/index_bench.py
 	$(BIN)/python bench/simulator_bench.py
 	$(BIN)/python bench/crawl_bench.py
+	$(BIN)/python bench/lookup_bench.py
 
 clean: fleet-down stack-down
 	rm -rf .whoiscrawl

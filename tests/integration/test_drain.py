@@ -71,8 +71,8 @@ def test_reruns_retried_chunks_and_other_runs_add_no_row(kafka, tmp_path):
     produce(servers, topic, mine[8:])  # a retried chunk: 8..11 reach Kafka twice
     seed_parts = [np.array([ipspace.to_int(r["query"]) for r in mine[:10]]),
                   np.array([ipspace.to_int(r["query"]) + 1 for r in mine[10:]] + [ipspace.to_int("12.0.0.1")])]
-    failures = {0: {"outcome": {"chunk": 0}, "failures": []},
-                1: {"outcome": {"chunk": 1}, "failures": [(ipspace.to_int("12.0.0.1"), "not_found")]}}
+    failures = {0: {"outcomes": [{"chunk": 0}], "failures": []},
+                1: {"outcomes": [{"chunk": 1}], "failures": [(ipspace.to_int("12.0.0.1"), "not_found")]}}
 
     first = drain(servers, topic, "run-a", start, tmp_path, seed_parts, failures)
     assert (first["messages"], first["distinct_networks"], first["duplicates"], first["other_runs"]) == (24, 20, 4, 7)

@@ -100,9 +100,9 @@ class Crawler:
         self._skipped = self._looked_up = self._failed = 0
         #: addresses not finished by the chunk's deadline: handed on, neither failed nor lost
         self.deferred: list[int] = []
-        self._deadline = float("inf")
         #: (address, reason) of every failed address: the per-address outcomes the datasets need
         self.failures: list[tuple[int, str]] = []
+        self._deadline = float("inf")
         self._acked_pending = 0
         # networks found but not yet acknowledged by Kafka: skipped here at once, shared only after the ack
         # (if the ack never comes the whole chunk fails and is retried, so skipping early loses nothing)

@@ -25,6 +25,7 @@ from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.orchestration.fleet.ec2 import fleet_cost_of_run
 from whoiscrawl.orchestration.storage import copy_to_s3
 from whoiscrawl.results import chunks as chunk_store, coverage_map
+from whoiscrawl.results.chunks import DEFERRED
 from whoiscrawl.results.coverage import coverage_report, status_counts
 from whoiscrawl.results.changes import write_changes
 from whoiscrawl.results.drain import drain_to_outputs
@@ -163,7 +164,9 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     if outcome.deferred or continuation is not None:  # hand the rest on; clearing this task crawls it
         runstate.write_continuation(master, key, chunk, np.asarray(crawler.deferred, dtype=np.uint32))
     runstate.keep_alive(master, key)
-    chunk_store.write_chunk_result(master, key, outcome.as_dict(), crawler.failures)
+    chunk_store.write_chunk_result(master, key, int(run_state.get("attempt", 0)), outcome.as_dict(),
+                                   crawler.failures + [(a, DEFERRED) for a in crawler.deferred],
+                                   continuation=continuation is not None)
     log.info("chunk %d: %d addresses, %d looked up, %d skipped, %d failed %s, %d deferred in %.1fs", chunk,
              outcome.addresses, outcome.looked_up, outcome.skipped, outcome.failed,
              outcome.failed_by_reason, outcome.deferred, outcome.duration_s)
@@ -181,7 +184,7 @@ def drain_results(prepared: dict[str, Any], params: dict[str, Any]) -> dict[str,
     consumer = make_consumer(kafka_config(settings), group_id=f"whoiscrawl-drain-{key}", offset_reset="error")
     try:
         drained = drain_to_outputs(consumer, config.results_topic, key, start, Path(prepared["output_dir"]),
-                                   seed_parts, chunk_store.read_chunk_results(master, key))
+                                   seed_parts, chunk_store.read_chunk_results(master, key, int(run_state.get("attempt", 0))))
     finally:
         consumer.close()
     runstate.write_networks(master, key, drained.pop("network_list"))
@@ -204,9 +207,10 @@ def report(drained: dict[str, Any], prepared: dict[str, Any],
     master, _ = redis_clients(Settings())
     key = prepared["run"]
     networks = runstate.read_networks(master, key)
-    _cluster_cfg, _run_state, config = read_run(master, key, wait_s=5)
-    finished = chunk_store.read_chunk_results(master, key)
-    outcomes = [finished[c]["outcome"] for c in sorted(finished)]
+    _cluster_cfg, run_state, config = read_run(master, key, wait_s=5)
+    results = chunk_store.read_chunk_results(master, key, int(run_state.get("attempt", 0)))
+    finished = chunk_store.finished_chunks(results)
+    outcomes = chunk_store.chunk_outcomes(results)
     result = coverage_report(networks, outcomes, prepared["seed"]["count"], run=key)
     status = status_counts(outcomes)
     result["queries"] = status["queries"]
@@ -315,7 +319,7 @@ def crawl_seed_planned(descriptor: dict[str, Any], attempt: int = 1) -> dict[str
     tree = NetworkTree.from_redis(master, runstate.index_key(key, int(run_state.get("attempt", 0))))  # every walk's
     outcome = asyncio.run(executor.run_seed(addrs, tree))
     # per-address failures are not kept by the planned seed pass yet: its failed addresses show as not found
-    chunk_store.write_chunk_result(master, key, outcome.as_dict(), [])
+    chunk_store.write_chunk_result(master, key, int(run_state.get("attempt", 0)), outcome.as_dict(), [])
     log.info("chunk %d (planned): %d addresses, %d answered from the plan, %d looked up, %d failed %s in %.1fs",
              outcome.chunk, outcome.addresses, outcome.skipped, outcome.looked_up, outcome.failed,
              outcome.failed_by_reason, outcome.duration_s)

@@ -199,7 +199,8 @@ def address_table(seed: np.ndarray, seed_chunk: np.ndarray, nets: dict[str, np.n
         hit = (f_addr[pos] == seed) & ~has
         how[hit] = FAILED
         reason[hit] = f_reason[pos[hit]]
-    unexplained = ~has & (how == NOT_CRAWLED)
+        how[hit & (reason == "deferred")] = NOT_CRAWLED  # handed on by a chunk out of time, never crawled
+    unexplained = ~has & (how == NOT_CRAWLED) & np.array([r is None for r in reason], dtype=bool)
     reason[unexplained & ~finished] = "chunk_failed"
     reason[unexplained & finished] = "unaccounted"
 

@@ -22,6 +22,7 @@ import numpy as np
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.kafka_io import read_range, watermarks
 from whoiscrawl.errors import WhoiscrawlError
+from whoiscrawl.results.chunks import finished_chunks
 from whoiscrawl.results.coverage import coverage_curve
 from whoiscrawl.results.datasets import ADDRESSES_PARQUET, NetworkWriter, address_table, write_table
 from whoiscrawl.results.lookup import build_index
@@ -119,7 +120,8 @@ def write_addresses(out_dir: Path, drained: Drained, seed: np.ndarray, seed_chun
     netmap = NetworkMap.build(nets["start_int"], nets["end_int"])
     owner = netmap.most_specific(seed)
     failures = {a: r for res in chunk_results.values() for a, r in res["failures"]}
-    table = address_table(seed, seed_chunk, nets, owner, np.unique(np.asarray(drained.queries, dtype=np.int64)), failures, chunk_results)
+    table = address_table(seed, seed_chunk, nets, owner, np.unique(np.asarray(drained.queries, dtype=np.int64)),
+                          failures, finished_chunks(chunk_results))
     write_table(table, Path(out_dir) / ADDRESSES_PARQUET)
     hows, counts = np.unique(np.asarray(table.column("how").to_pylist(), dtype=object), return_counts=True)
     return {str(h): int(c) for h, c in zip(hows, counts)}
@@ -130,7 +132,7 @@ def drain_to_outputs(consumer, topic: str, run: str, start: dict[int, int], out_
     """The drain task's whole work: networks files, addresses.parquet, the lookup index.
 
     ``seed_parts``: each chunk's addresses, in chunk order; ``chunk_results``: the chunks that finished
-    (results/chunks.py). Returns the drain's XCom, plus ``network_list`` (registry, start, end) for the
+    (results/chunks.py: each try's outcome and failures). Returns the drain's XCom, plus ``network_list`` (registry, start, end) for the
     report and ``curve`` (addresses covered as networks were found).
     """
     out_dir = Path(out_dir)
@@ -140,7 +142,7 @@ def drain_to_outputs(consumer, topic: str, run: str, start: dict[int, int], out_
         if seed_parts else np.zeros(0, np.int64)
     addresses = write_addresses(out_dir, drained, seed, seed_chunk, chunk_results)
     build_index(out_dir)
-    failed_chunks = sorted(set(range(len(seed_parts))) - set(chunk_results))
+    failed_chunks = sorted(set(range(len(seed_parts))) - set(finished_chunks(chunk_results)))
     return {**drained.summary(), "addresses": addresses, "failed_chunks": failed_chunks,
             "output_dir": str(out_dir),
             "files": sorted(p.name for p in out_dir.iterdir() if p.suffix in (".parquet", ".gz", ".sqlite")),
