@@ -79,6 +79,15 @@ DEFINITIONS: tuple[Setting, ...] = (
             "Kafka bootstrap servers. Empty: the Airflow connection kafka_default (a task "
             "fails without it; the CLI falls back to the local broker)."),
     Setting("HOST_ID", "", str, "Name of this host in telemetry. Empty: the machine's hostname."),
+    # --- what the DAG's Params may reach on this machine (docs/security.md) --------
+    Setting("SEED_BASE_DIR", "", str,
+            "Folder the `seed` and `bootstrap` Params may name files in (a path outside it is refused "
+            "before it is opened). Empty: `<home>/seeds`."),
+    Setting("OUTPUT_BASE_DIR", "", str,
+            "Folder the `output_dir` Param must lie in. Empty: `<home>/runs`."),
+    Setting("BOOTSTRAP_URL_ALLOWLIST", "", str,
+            "Origins (comma-separated `scheme://host:port`) a `bootstrap` Param URL may use beside any "
+            "https URL; `whoiscrawl stack up` adds the simulator's loopback origin to its env file."),
 )
 
 _BY_NAME = {s.name: s for s in DEFINITIONS}
@@ -122,6 +131,14 @@ class Settings:
     @property
     def home(self) -> Path:
         return Path(self._values["HOME"])
+
+    @property
+    def seed_base_dir(self) -> Path:
+        return Path(self._values["SEED_BASE_DIR"] or self.home / "seeds")
+
+    @property
+    def output_base_dir(self) -> Path:
+        return Path(self._values["OUTPUT_BASE_DIR"] or self.home / "runs")
 
 
 def markdown_table() -> str:

@@ -103,6 +103,8 @@ CATALOG: tuple[Stat, ...] = (
     Stat("index/all/rebuilt/{reason}", "Full reloads of the index (`epoch`: compacted or reset; `truncated`)."),
     Stat("index/all/compactions", "Compactions of the index's log."),
     Stat("index/all/reset", "Resets of the index."),
+    Stat("index/all/refused_range", "Ranges wider than a /8 (or with start > end) dropped where the index "
+         "reads or adds them: one 0..2^32-1 record must not make a crawl skip everything."),
 )
 
 

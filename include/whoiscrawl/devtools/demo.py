@@ -37,7 +37,7 @@ def run_demo(limit: int = 20000, chunks: int = 8, random_seed: int = 2018,
     conn_env = stack.connection_env(settings)
     env = {**airflow_env(settings), **conn_env}
     ensure_db(env)
-    output_dir = settings.home / "demo"
+    output_dir = settings.output_base_dir / "demo"  # Params may name folders inside it only
     conf = {"limit": limit, "chunks": chunks, "random_seed": random_seed,
             "bootstrap": conn_env["WHOISCRAWL_SIM_BOOTSTRAP_URL"], "rate_limits": DEMO_RATE_LIMITS,
             "output_dir": str(output_dir), "fleet": "local"}

@@ -21,7 +21,8 @@ from whoiscrawl.crawl import runstate, seed
 from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.stats import StatsCollector
-from whoiscrawl.orchestration.connections import kafka_config, redis_clients
+from whoiscrawl.orchestration.confinement import confine_params, output_base
+from whoiscrawl.orchestration.connections import cluster_kafka_config, kafka_config, redis_clients, worker_kafka_config
 from whoiscrawl.results.coverage import coverage_report
 from whoiscrawl.crawl.engine import Crawler
 from whoiscrawl.crawl.kafka_io import DeliveryTracker, end_offsets, make_consumer, read_range, PRODUCER_OVERRIDES
@@ -47,8 +48,8 @@ def read_run(client, key: str, wait_s: float = 120.0) -> tuple[dict[str, Any], d
 
 
 def output_dir(params: dict[str, Any], key: str) -> Path:
-    base = params.get("output_dir") or str(Settings().home / "runs")
-    return Path(base).expanduser() / key
+    """``<output_dir Param or WHOISCRAWL_OUTPUT_BASE_DIR>/<run>``, refused outside that base folder."""
+    return output_base(params.get("output_dir"), Settings()) / key
 
 
 def prepare_seed(params: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -56,6 +57,7 @@ def prepare_seed(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 
     Chunks go to Redis at once so that no later task, on whatever host, needs this host's files.
     """
+    params = confine_params(params)  # before any I/O: the Params name only what this machine allows
     key = runstate.run_key(run_id)
     out = output_dir(params, key)
     db = out / "seed.sqlite"
@@ -77,7 +79,7 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
     The bootstrap document is resolved here, once, and travels with the run: every host routes alike.
     """
     settings = Settings()
-    config = build_run_config(params)
+    config = build_run_config(confine_params(params, settings))
     key = prepared["run"]
     master, _ = redis_clients(settings)
     kafka = kafka_config(settings)
@@ -88,7 +90,7 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
         start = end_offsets(consumer, config.results_topic)
     finally:
         consumer.close()
-    runstate.write_config(master, {"kafka": kafka}, key,
+    runstate.write_config(master, {"kafka": cluster_kafka_config(kafka)}, key,
                           {"run_config": config.as_dict(), "bootstrap": {"document": document, "source": source},
                            "results_start": start, "fleet": fleet.get("kind", "local")})
     log.info("run config: %s", config.to_json())
@@ -106,10 +108,12 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     key, chunk = descriptor["run"], int(descriptor["chunk"])
     master, replica = redis_clients(settings)
     cluster_cfg, run_state, config = read_run(replica, key)
+    # Redis says where the broker is; the credentials are this host's own (docs/security.md)
+    kafka = worker_kafka_config(cluster_cfg.get("kafka"), kafka_config(settings))
     bootstrap = Bootstrap(run_state["bootstrap"]["document"], run_state["bootstrap"]["source"])
     addrs = runstate.read_chunk(master, key, chunk)  # the master: a lagging replica may not have it yet
     host = host_id(settings.HOST_ID)
-    producer = Producer({**cluster_cfg["kafka"], **PRODUCER_OVERRIDES})
+    producer = Producer({**kafka, **PRODUCER_OVERRIDES})
     tracker = DeliveryTracker(producer)
     telemetry = TelemetryReporter(tracker, config.metrics_topic, host,
                                   f"{host}:{os.getpid()}:{key}:{chunk}:{attempt}", config.telemetry_interval_s)
