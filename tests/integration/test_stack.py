@@ -168,13 +168,13 @@ def test_stack_redis_keeps_data_across_down_and_up(tmp_path: Path):
         with pytest.raises(redis.AuthenticationError):  # no login, no entry
             redis.Redis(host="127.0.0.1", port=redis_service.port).ping()
         conn = redis.Redis(host="127.0.0.1", port=redis_service.port, username="crawl", password=creds.redis_crawl)
-        conn.set("kept", "yes")
+        conn.set("whoiscrawl:kept", "yes")
         conn.close()
         assert redis_service.stop(timeout_s=15) is True
         assert PidFile.argv(pid) is None and not redis_service.healthy(timeout_s=0.5)
         redis_service.start()
         conn = redis.Redis(host="127.0.0.1", port=redis_service.port, username="crawl", password=creds.redis_crawl)
-        assert conn.get("kept") == b"yes"
+        assert conn.get("whoiscrawl:kept") == b"yes"
         conn.close()
     finally:
         redis_service.stop(timeout_s=15)
