@@ -52,7 +52,8 @@ DEFAULT_ARGS = {
     params={
         "seed": Param("classic", type="string",
                       description="'classic' for the 4,706,768-address pattern, or the path of a file "
-                                  "with one IPv4 address per line (invalid lines are reported and skipped)."),
+                                  "with one IPv4 address per line (invalid lines are reported and skipped), "
+                                  "inside WHOISCRAWL_SEED_BASE_DIR."),
         "limit": Param(20000, type=["null", "integer"], minimum=0,
                        description="Crawl only the first N seed addresses after shuffling; empty for all."),
         "random_seed": Param(2018, type="integer", description="Seed of the shuffle (recorded in the report)."),
@@ -60,13 +61,14 @@ DEFAULT_ARGS = {
                         description="Number of crawl tasks the seed is split into (at most max_map_length)."),
         "bootstrap": Param("", type="string",
                            description="RFC 9224 bootstrap file (path or URL) naming each registry's RDAP "
-                                       "service. Empty: WHOISCRAWL_BOOTSTRAP, else IANA's file."),
+                                       "service: a file in WHOISCRAWL_SEED_BASE_DIR, an https URL or one of "
+                                       "WHOISCRAWL_BOOTSTRAP_URL_ALLOWLIST. Empty: WHOISCRAWL_BOOTSTRAP, else IANA's file."),
         "rate_limits": Param("", type="string",
                              description="Per-registry budgets per host, e.g. 'lacnic=10/60+1000/3600'. "
                                          "Empty: WHOISCRAWL_RATE_LIMITS, else the documented defaults."),
         "output_dir": Param("", type="string",
-                            description="Folder for results.jsonl.gz and coverage.json (a subfolder per run). "
-                                        "Empty: the project's data folder."),
+                            description="Folder for results.jsonl.gz and coverage.json (a subfolder per run), "
+                                        "inside WHOISCRAWL_OUTPUT_BASE_DIR. Empty: that folder."),
         "fleet": Param("local", type="string", enum=list(FLEET_KINDS),
                        description="Where crawl tasks run: 'local' launches nothing; 'celery' checks that "
                                    "the CeleryExecutor fleet's workers answer and crawls on them."),
