@@ -76,8 +76,9 @@ DEFINITIONS: tuple[Setting, ...] = (
     Setting("REDIS_REPLICA_URL", "", str,
             "This host's Redis replica (reads and rate budgets). Empty: same as the master."),
     Setting("KAFKA_BOOTSTRAP_SERVERS", "", str,
-            "Kafka bootstrap servers. Empty: the Airflow connection kafka_default (a task "
-            "fails without it; the CLI falls back to the local broker)."),
+            "Kafka bootstrap servers, for a broker without SASL (a client from this setting has no login). "
+            "Empty: the Airflow connection kafka_default (a task fails without it; the CLI falls back to "
+            "the local broker with the local stack's login)."),
     Setting("HOST_ID", "", str, "Name of this host in telemetry. Empty: the machine's hostname."),
     # --- what the DAG's Params may reach on this machine (docs/security.md) --------
     Setting("SEED_BASE_DIR", "", str,
