@@ -75,7 +75,8 @@ DEFAULT_ARGS = {
     params={
         "seed": Param("classic", type="string",
                       description="'classic' for the 4,706,768-address pattern, or the path of a file "
-                                  "with one IPv4 address per line (invalid lines are reported and skipped)."),
+                                  "with one IPv4 address per line (invalid lines are reported and skipped), "
+                                  "inside WHOISCRAWL_SEED_BASE_DIR."),
         "limit": Param(DEFAULT_LIMIT, type=["null", "integer"], minimum=0,
                        description="Crawl only the first N seed addresses after shuffling; empty (the "
                                    "scheduled run) for all."),
@@ -84,13 +85,14 @@ DEFAULT_ARGS = {
                         description="Number of crawl tasks the seed is split into (at most max_map_length)."),
         "bootstrap": Param(None, type=["null", "string"],
                            description="RFC 9224 bootstrap file (path or URL) naming each registry's RDAP "
-                                       "service. Empty: WHOISCRAWL_BOOTSTRAP, else IANA's file."),
+                                       "service: a file in WHOISCRAWL_SEED_BASE_DIR, an https URL or one of "
+                                       "WHOISCRAWL_BOOTSTRAP_URL_ALLOWLIST. Empty: WHOISCRAWL_BOOTSTRAP, else IANA's file."),
         "rate_limits": Param(None, type=["null", "string"],
                              description="Per-registry budgets per host, e.g. 'lacnic=10/60+1000/3600'. "
                                          "Empty: WHOISCRAWL_RATE_LIMITS, else the documented defaults."),
         "output_dir": Param(None, type=["null", "string"],
-                            description="Folder for the run's datasets and coverage.json (a subfolder per run). "
-                                        "Empty: the project's data folder."),
+                            description="Folder for the run's datasets and coverage.json (a subfolder per run), "
+                                        "inside WHOISCRAWL_OUTPUT_BASE_DIR. Empty: that folder."),
         "strategy": Param("planned", type="string", enum=["planned", "classic"],
                           description="'planned': plan from the registries' delegated files, walk allocations "
                                       "with relation searches or gap probes, answer the seed from what was "

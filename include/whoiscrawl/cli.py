@@ -123,8 +123,8 @@ def _run_bases() -> list:
     """Where runs land by default: the DAG's output folder and the demo's."""
     from whoiscrawl.settings import Settings
 
-    home = Settings().home
-    return [home / "runs", home / "demo"]
+    base = Settings().output_base_dir
+    return [base, base / "demo"]
 
 
 def _cmd_changes(args: argparse.Namespace, rest: list[str]) -> int:

@@ -78,13 +78,23 @@ DEFINITIONS: tuple[Setting, ...] = (
     Setting("REDIS_REPLICA_URL", "", str,
             "This host's Redis replica (index and config reads). Empty: same as the master."),
     Setting("KAFKA_BOOTSTRAP_SERVERS", "", str,
-            "Kafka bootstrap servers. Empty: the Airflow connection kafka_default (a task "
-            "fails without it; the CLI falls back to the local broker)."),
+            "Kafka bootstrap servers, for a broker without SASL (a client from this setting has no login). "
+            "Empty: the Airflow connection kafka_default (a task fails without it; the CLI falls back to "
+            "the local broker with the local stack's login)."),
     Setting("HOST_ID", "", str, "Name of this host in telemetry. Empty: the machine's hostname."),
     Setting("DEFAULT_LIMIT", "", str,
             "Default of the DAG's `limit` Param on this machine (a number of seed addresses). Empty: the full "
             "crawl. A development stack sets a small one (`whoiscrawl ui` sets 2000), so a run triggered as the "
             "form opens ends in minutes."),
+    # --- what the DAG's Params may reach on this machine (docs/security.md) --------
+    Setting("SEED_BASE_DIR", "", str,
+            "Folder the `seed` and `bootstrap` Params may name files in (a path outside it is refused "
+            "before it is opened). Empty: `<home>/seeds`."),
+    Setting("OUTPUT_BASE_DIR", "", str,
+            "Folder the `output_dir` Param must lie in. Empty: `<home>/runs`."),
+    Setting("BOOTSTRAP_URL_ALLOWLIST", "", str,
+            "Origins (comma-separated `scheme://host:port`) a `bootstrap` Param URL may use beside any "
+            "https URL; `whoiscrawl stack up` adds the simulator's loopback origin to its env file."),
 )
 
 _BY_NAME = {s.name: s for s in DEFINITIONS}
@@ -128,6 +138,14 @@ class Settings:
     @property
     def home(self) -> Path:
         return Path(self._values["HOME"])
+
+    @property
+    def seed_base_dir(self) -> Path:
+        return Path(self._values["SEED_BASE_DIR"] or self.home / "seeds")
+
+    @property
+    def output_base_dir(self) -> Path:
+        return Path(self._values["OUTPUT_BASE_DIR"] or self.home / "runs")
 
 
 def markdown_table() -> str:

@@ -13,6 +13,7 @@ import pytest
 
 from uikit import PAGE_TIMEOUT_MS, api_token, dag_runs, login, running_ui, ui_environ, wait_succeeded, wait_until_runs
 from whoiscrawl.crawl.runstate import run_key
+from whoiscrawl.devtools.demo import DEV_LIMIT
 from whoiscrawl.devtools.stack import connection_env
 from whoiscrawl.devtools.ui import DAG_ID
 
@@ -64,7 +65,7 @@ def test_the_form_triggers_runs_that_succeed_against_the_simulator(ui, browser, 
     first = wait_until_runs(local_ui, token, 1)[0]
 
     # 2. a few Params changed
-    out = tmp_path / "changed-output"
+    out = local_ui.settings.output_base_dir / "changed-output"  # Params may name folders inside the base only
     dialog = open_trigger_form(page, local_ui)
     set_number(dialog, "limit", 300)
     set_number(dialog, "chunks", 2)
@@ -75,15 +76,15 @@ def test_the_form_triggers_runs_that_succeed_against_the_simulator(ui, browser, 
 
     done_first = wait_succeeded(local_ui, token, first["dag_run_id"])
     done_second = wait_succeeded(local_ui, token, second["dag_run_id"])
-    assert done_first["conf"].get("bootstrap") in (None, "") and done_first["conf"].get("limit") == 20000
+    assert done_first["conf"].get("bootstrap") in (None, "") and done_first["conf"].get("limit") == int(DEV_LIMIT)
     assert {k: done_second["conf"][k] for k in ("limit", "chunks", "random_seed", "output_dir")} == \
         {"limit": 300, "chunks": 2, "random_seed": 7, "output_dir": str(out)}
 
     # the reports say what each run crawled, and where: the simulator's registries
-    default_report = json.loads((local_ui.settings.home / "runs" / run_key(first["dag_run_id"])
+    default_report = json.loads((local_ui.settings.output_base_dir / run_key(first["dag_run_id"])
                                  / "coverage.json").read_text())
     changed_report = json.loads((out / run_key(second["dag_run_id"]) / "coverage.json").read_text())
-    assert default_report["seed_addresses"] == 20000
+    assert default_report["seed_addresses"] == int(DEV_LIMIT)  # the development stack's default
     assert changed_report["seed_addresses"] == 300
     simulator = connection_env(local_ui.settings)["WHOISCRAWL_SIM_BOOTSTRAP_URL"]
     for report in (default_report, changed_report):

@@ -59,6 +59,7 @@ def test_dag_crawls_the_simulator_and_reports_exactly_what_it_found(stack_env):
     proc = run_airflow(["dags", "test", "ipv4_whois_crawl", "-c", json.dumps(conf)],
                        {k: v for k, v in full_env.items()}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
+    (home / "dag-run.log").write_text(proc.stdout + proc.stderr)  # grepped for secrets below
     reports = [p for p in out.glob("*/coverage.json") if p.stat().st_mtime >= started]
     assert len(reports) == 1
     run_dir = reports[0].parent
@@ -192,8 +193,7 @@ def test_telemetry_command_prints_the_cluster_aggregate(stack_env):
     assert reports, "runs after test_dag_crawls_the_simulator..."
     report = json.loads(reports[-1].read_text())
     cmd = [str(Path(sys.executable).with_name("whoiscrawl")), "telemetry"]
-    run_env = {**os.environ, **env, **connection_env(settings),
-               "WHOISCRAWL_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{settings.KAFKA_PORT}"}
+    run_env = {**os.environ, **env, **connection_env(settings)}  # the broker requires the connection's login
     proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     agg = json.loads(proc.stdout)
@@ -291,3 +291,32 @@ def test_a_recrawl_of_a_changed_simulator_reports_exactly_the_changes(stack_env,
     got = sorted((c["change"], c["registry"], c["handle"]) for c in changes)
     assert got == sorted(set(expected))
     assert all("country" in c["fields"] for c in changes if c["change"] == "changed")
+
+
+#: Files of the stack's home that hold credentials on purpose (all 0600); nothing else may.
+CREDENTIAL_FILES = ("credentials.json", "airflow-connections.env", "redis/redis.conf", "kafka/server.properties")
+
+
+def test_no_secret_in_logs_xcoms_outputs_or_service_environments(stack_env):
+    """After the run above: no generated password in any log, output, XCom (the metadata DB) or service process."""
+    from whoiscrawl.devtools.credentials import ClusterCredentials
+
+    settings, env, home = stack_env
+    assert sorted(home.glob("runs/*/coverage.json")), "runs after test_dag_crawls_the_simulator..."
+    secrets = [s.encode() for s in ClusterCredentials.load_or_create(home).secrets()]
+    for name in CREDENTIAL_FILES:
+        assert (home / name).stat().st_mode & 0o777 == 0o600, name
+    leaks = []
+    for path in home.rglob("*"):
+        if path.is_file() and str(path.relative_to(home)) not in CREDENTIAL_FILES:
+            data = path.read_bytes()
+            leaks += [f"{path.relative_to(home)}" for secret in secrets if secret in data]
+    for service in ("redis", "kafka", "simulator"):
+        pid = int((home / "run" / f"{service}.pid").read_text().split()[0])
+        for part in ("cmdline", "environ"):
+            data = Path(f"/proc/{pid}/{part}").read_bytes()
+            leaks += [f"{service} {part}" for secret in secrets if secret in data]
+    assert not leaks
+    # what the DAG run itself printed (task logs of `airflow dags test` go to its output)
+    logs = (home / "dag-run.log").read_bytes()
+    assert b"coverage_report" in logs and not [s for s in secrets if s in logs]

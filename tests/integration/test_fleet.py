@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.parse
 import urllib.request
@@ -197,6 +198,7 @@ def fleet() -> Iterator[Fleet]:
         "AIRFLOW_API_PORT": api_port, "REPLICA_PORT": replica_port, "WORKER_LOG_PORT": log_port,
         # hosts report often, so a host killed early in its first chunk has reported already
         "TELEMETRY_INTERVAL_S": 5,
+        "OUTPUT_BASE_DIR": str(home),  # the runs' output_dir Params name folders of the test's home
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith((PREFIX, "AIRFLOW"))}
     env.update({PREFIX + k: str(v) for k, v in overrides.items()})
@@ -225,7 +227,8 @@ def _telemetry(fleet: Fleet, key: str) -> list[dict]:
     from whoiscrawl.crawl.config import RunConfig
     from whoiscrawl.crawl.kafka_io import make_consumer, read_all
 
-    consumer = make_consumer({"bootstrap.servers": fleet.kafka}, group_id=f"test-{uuid.uuid4().hex[:8]}")
+    consumer = make_consumer({"bootstrap.servers": fleet.kafka, **fleet.local.credentials().kafka_client("crawl")},
+                             group_id=f"test-{uuid.uuid4().hex[:8]}")
     try:
         reports = [json.loads(v) for _k, v in read_all(consumer, RunConfig().metrics_topic)]
     finally:
@@ -416,13 +419,15 @@ def test_every_replica_caught_up_with_the_master(fleet: Fleet, fleet_run: FleetR
     finally:
         master.close()
     assert len(master_log) > 0
-    probe = ("import hashlib, redis, sys; r = redis.Redis(port=int(sys.argv[1]), socket_timeout=10); "
+    probe = ("import hashlib, os, redis, sys; r = redis.Redis(port=int(sys.argv[1]), socket_timeout=10, "
+             "username='crawl', password=os.environ['PROBE_PASSWORD']); "
              "v = r.get(sys.argv[2]) or b''; print(len(v), hashlib.sha256(v).hexdigest())")
     expected = f"{len(master_log)} {hashlib.sha256(master_log).hexdigest()}"
     for address, index in addresses.items():
         host = local.network.host(index)
         done = subprocess.run([*host.exec_prefix(), sys.executable, "-c", probe, str(local.settings.REPLICA_PORT),
-                               log_key], capture_output=True, text=True, timeout=60)
+                               log_key], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PROBE_PASSWORD": local.credentials().redis_crawl})
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == expected, f"replica of h{index} serves another index"
 
@@ -446,7 +451,7 @@ def test_a_single_host_run_agrees(fleet: Fleet, fleet_run: FleetRun, stack_unive
     conn = connection_env(fleet.local.settings)
     env = {k: v for k, v in fleet.env.items() if not k.startswith("AIRFLOW")}
     env.update(airflow_env(single_settings))
-    env.update({k: v for k, v in conn.items() if k.startswith("AIRFLOW_CONN_")})
+    env.update({k: v for k, v in conn.items() if k.startswith(("AIRFLOW_CONN_", PREFIX + "BOOTSTRAP_URL_ALLOWLIST"))})
     ensure_db(env)
     out = fleet.home / "out-single"
     log = fleet.home / "single-dags-test.log"
@@ -487,3 +492,39 @@ def test_hosts_have_no_route_beyond_the_fleet_subnet(fleet: Fleet):
             assert route["dst"] != "default", (host.netns, route)
             dst = ipaddress.ip_network(route["dst"], strict=False)
             assert dst.subnet_of(subnet) or dst.subnet_of(loopback), (host.netns, route)
+
+
+def test_the_fleet_lets_no_one_in_without_credentials(fleet: Fleet):
+    """From a worker host's namespace: Redis (master and replica) and Kafka refuse a client without a login;
+    the Celery worker's environment holds the broker's password only, never the crawl's or the admin's
+    (crawl tasks get their logins from the api-server's connections)."""
+    local = fleet.local
+    creds = local.credentials()
+    probe = textwrap.dedent("""
+        import sys, redis
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+        for host, port in ((sys.argv[1], int(sys.argv[2])), ("127.0.0.1", int(sys.argv[3]))):
+            try:
+                redis.Redis(host=host, port=port, socket_timeout=5).get("whoiscrawl:config")
+                print("redis-open", host)
+            except redis.AuthenticationError:
+                print("redis-refused", host)
+        try:
+            AdminClient({"bootstrap.servers": sys.argv[4], "log_level": 0}).list_topics(timeout=8)
+            print("kafka-open")
+        except KafkaException:
+            print("kafka-refused")
+    """)
+    host = local.network.host(1)
+    done = subprocess.run([*host.exec_prefix(), sys.executable, "-c", probe, local.coordinator,
+                           str(local.settings.REDIS_PORT), str(local.settings.REPLICA_PORT), fleet.kafka],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["redis-refused", local.coordinator, "redis-refused", "127.0.0.1",
+                                   "kafka-refused"]
+    # what the worker was started with (its /proc environ is overwritten by setproctitle)
+    environ = "\n".join(local.worker_env(1).values())
+    assert f"celery:{creds.redis_celery}@" in environ  # the Celery broker's login: it needs that one
+    assert not [s for s in (creds.redis_admin, creds.redis_crawl, creds.redis_replica, creds.kafka_admin,
+                            creds.kafka_crawl) if s in environ]

@@ -164,14 +164,17 @@ def test_stack_redis_keeps_data_across_down_and_up(tmp_path: Path):
         assert pid is not None and redis_service.healthy()
         import redis
 
-        conn = redis.Redis(host="127.0.0.1", port=redis_service.port)
-        conn.set("kept", "yes")
+        creds = Stack(settings, out=lambda line: None).credentials
+        with pytest.raises(redis.AuthenticationError):  # no login, no entry
+            redis.Redis(host="127.0.0.1", port=redis_service.port).ping()
+        conn = redis.Redis(host="127.0.0.1", port=redis_service.port, username="crawl", password=creds.redis_crawl)
+        conn.set("whoiscrawl:kept", "yes")
         conn.close()
         assert redis_service.stop(timeout_s=15) is True
         assert PidFile.argv(pid) is None and not redis_service.healthy(timeout_s=0.5)
         redis_service.start()
-        conn = redis.Redis(host="127.0.0.1", port=redis_service.port)
-        assert conn.get("kept") == b"yes"
+        conn = redis.Redis(host="127.0.0.1", port=redis_service.port, username="crawl", password=creds.redis_crawl)
+        assert conn.get("whoiscrawl:kept") == b"yes"
         conn.close()
     finally:
         redis_service.stop(timeout_s=15)
@@ -217,7 +220,8 @@ def test_stack_up_status_down(tmp_path: Path):
         assert all(line.rstrip().endswith("healthy") for line in lines)
 
         env_file = (home / "airflow-connections.env").read_text()
-        assert f"AIRFLOW_CONN_REDIS_DEFAULT=redis://127.0.0.1:{env['WHOISCRAWL_REDIS_PORT']}/0" in env_file
+        assert f"@127.0.0.1:{env['WHOISCRAWL_REDIS_PORT']}/0" in env_file
+        assert (home / "airflow-connections.env").stat().st_mode & 0o777 == 0o600
         assert f'"bootstrap.servers":"127.0.0.1:{env["WHOISCRAWL_KAFKA_PORT"]}"' in env_file
         url = next(line.split("=", 1)[1] for line in env_file.splitlines()
                    if line.startswith("WHOISCRAWL_SIM_BOOTSTRAP_URL="))

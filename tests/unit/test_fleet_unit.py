@@ -96,7 +96,12 @@ def test_hosts_get_their_replica_and_name_and_no_foreign_airflow_settings(tmp_pa
     assert worker["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert "AIRFLOW_CONN_REDIS_DEFAULT" not in worker  # workers get connections from the api-server
     coordinator = local.coordinator_env()
-    assert coordinator["AIRFLOW_CONN_REDIS_DEFAULT"].startswith("redis://10.213.9.1:")
+    assert coordinator["AIRFLOW_CONN_REDIS_DEFAULT"].startswith("redis://crawl:")
+    assert "@10.213.9.1:" in coordinator["AIRFLOW_CONN_REDIS_DEFAULT"]
+    # the Celery broker logs in as its own user; no worker gets the crawl's or the admin's Redis password
+    creds = local.credentials()
+    assert f"redis://celery:{creds.redis_celery}@10.213.9.1:" in worker["AIRFLOW__CELERY__BROKER_URL"]
+    assert not {creds.redis_admin, creds.redis_crawl, creds.redis_replica, creds.kafka_admin} & set(worker.values())
     assert coordinator["WHOISCRAWL_BIND_HOST"] == "10.213.9.1"
     assert coordinator["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "False"
 

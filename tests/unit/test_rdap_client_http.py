@@ -85,6 +85,14 @@ def test_a_redirect_off_the_bootstrap_hosts_is_refused_unless_allowlisted():
     assert isinstance(result, Retry) and result.reason == "refused"
 
 
+def test_a_redirect_to_plain_http_on_an_https_port_is_refused_even_when_the_host_is_allowlisted():
+    async def handler(request):
+        raise web.HTTPFound("http://localhost:443/ip/1.1.1.1")
+    result, stats, _ = run(handler, allowlist="localhost")  # localhost:443, i.e. https://localhost
+    assert isinstance(result, Fail) and result.reason == "redirect_refused"
+    assert stats["redirect/apnic/refused/scheme"] == 1 and stats["redirect/apnic/refused/host"] == 0
+
+
 def test_a_redirect_without_location_or_to_a_non_http_scheme_fails():
     async def no_location(request):
         return web.Response(status=302)

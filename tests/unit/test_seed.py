@@ -57,6 +57,8 @@ def test_address_file_reports_invalid_lines_with_numbers(tmp_path):
     s = seed.prepare_seed(tmp_path / "f.sqlite", source=str(f))
     assert s.invalid == 3
     assert [e["line_no"] for e in s.invalid_examples] == [4, 5, 9]
+    assert [e["length"] for e in s.invalid_examples] == [9, 3, 11]
+    assert "foo" not in repr(s.as_dict())  # a line's text never travels with the summary
     assert s.duplicates == 1
     assert s.reserved == 1  # 10.0.0.1
     got = sorted(seed.read_range(s.path, 0, 10).tolist())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
@@ -142,10 +143,17 @@ def default_document() -> dict[str, Any]:
     return json.loads(resources.files("whoiscrawl").joinpath("data/iana/rdap-bootstrap-ipv4.json").read_text())
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A bootstrap URL is checked before it is fetched; a redirect would fetch an unchecked one."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 (urllib's hook)
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} not followed", headers, fp)
+
+
 def _fetch(url: str, timeout_s: float = 30.0) -> dict[str, Any]:
     req = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        with urllib.request.build_opener(_NoRedirect).open(req, timeout=timeout_s) as resp:
             return json.loads(resp.read())
     except (OSError, ValueError) as exc:
         raise BootstrapError(f"cannot fetch bootstrap {url}: {exc}") from exc

@@ -43,6 +43,12 @@ epoch already seen is simply not yet up to date (``index/replica_behind``);
 the master is authoritative, so a master whose log is shorter than the
 position read (trimmed, flushed) causes a rebuild (``index/rebuild/truncated``).
 
+Records wider than :data:`MAX_NETWORK_ADDRESSES` (a /8, the widest network
+a registry allocates) or with start > end are dropped where they are read and
+where they are added, and counted (``index/all/refused_range``): anyone who
+can append one 0..2^32-1 record to the log must not make every crawl skip
+every address.
+
 An object is not thread-safe: use one per process (or per thread).
 """
 
@@ -58,12 +64,14 @@ import redis
 from whoiscrawl.crawl.ipspace import containing_interval as _lookup, merge_intervals
 from whoiscrawl.crawl.stats import StatsCollector
 
-__all__ = ["KnownNetworkIndex", "RECORD_BYTES", "merge_intervals"]
+__all__ = ["KnownNetworkIndex", "MAX_NETWORK_ADDRESSES", "RECORD_BYTES", "merge_intervals"]
 
 #: Bytes per log record: start and end, big-endian uint32.
 RECORD_BYTES = 8
 _RECORD = np.dtype(">u4")
 _MAX_ADDR = (1 << 32) - 1
+#: Addresses of the widest network the index accepts: a /8.
+MAX_NETWORK_ADDRESSES = 1 << 24
 
 # APPEND the packed records and report the epoch and new length from the same
 # atomic step, so an add knows which run it belongs to and where it landed.
@@ -163,6 +171,14 @@ class KnownNetworkIndex:
         if starts.size and (starts.min() < 0 or ends.max() > _MAX_ADDR or bool(np.any(starts > ends))):
             raise ValueError("network ranges must satisfy 0 <= start <= end <= 2**32-1")
 
+    def _registrable(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Mask of the ranges the index keeps; the others are counted as refused."""
+        ok = (starts <= ends) & (ends - starts < MAX_NETWORK_ADDRESSES)
+        refused = int(ok.size - ok.sum())
+        if refused:
+            self.stats.count("index", None, "refused_range", n=refused)
+        return ok
+
     def add(self, start: int, end: int) -> None:
         """Record one network [start, end] (inclusive integer IPv4 addresses)."""
         self.add_many([(start, end)])
@@ -172,8 +188,11 @@ class KnownNetworkIndex:
         arr = np.asarray(ranges if isinstance(ranges, np.ndarray) else list(ranges), dtype=np.int64).reshape(-1, 2)
         if arr.size == 0:
             return
+        self._validate(arr[:, 0], arr[:, 1])
+        arr = arr[self._registrable(arr[:, 0], arr[:, 1])]
+        if arr.size == 0:
+            return
         starts, ends = arr[:, 0], arr[:, 1]
-        self._validate(starts, ends)
         packed = arr.astype(_RECORD)
         keys = [self.log_key, self.epoch_key]
         bounds = range(0, len(packed), batch_records)
@@ -247,7 +266,8 @@ class KnownNetworkIndex:
             usable = len(data) - len(data) % RECORD_BYTES
             if usable:
                 rec = np.frombuffer(data, dtype=_RECORD, count=usable // 4).reshape(-1, 2).astype(np.int64)
-                self._apply(rec[:, 0], rec[:, 1])
+                kept = rec[self._registrable(rec[:, 0], rec[:, 1])]
+                self._apply(kept[:, 0], kept[:, 1])
                 self._pos += len(rec)
                 total += len(rec)
             if usable < self.read_chunk_records * RECORD_BYTES:

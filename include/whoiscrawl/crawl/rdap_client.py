@@ -216,6 +216,9 @@ class RdapClient:
                 if not allowed:
                     self.stats.count("redirect", registry, "refused", "host")
                     return Fail("redirect_refused", registry)
+                if urlsplit(target).scheme == "http" and (urlsplit(url).scheme == "https" or netloc(target).endswith(":443")):
+                    self.stats.count("redirect", registry, "refused", "scheme")  # a downgrade to plain http
+                    return Fail("redirect_refused", registry)
                 if target in visited:
                     self.stats.count("redirect", registry, "refused", "loop")
                     return Fail("redirect_loop", registry)

@@ -9,8 +9,9 @@ touches every registry (no chunk hammers one RIR) and a limit gives a fair
 sample.
 
 A file of addresses (one per line, ``#`` comments allowed) is the other
-source; invalid lines are recorded with their line numbers, counted and
-skipped, never fatal.
+source; invalid lines are recorded with their line numbers and lengths,
+counted and skipped, never fatal. Their text is never kept: a summary travels
+as an XCom, and a file that is not an address list must not leak through it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def classic_pattern() -> np.ndarray:
 @dataclass
 class InvalidLine:
     line_no: int
-    text: str
+    length: int
     reason: str
 
 
@@ -75,7 +76,7 @@ def parse_address_file(path: str | Path) -> tuple[np.ndarray, list[InvalidLine]]
             try:
                 addrs.append(ipspace.to_int(text))
             except ValueError:
-                invalid.append(InvalidLine(line_no, raw.rstrip("\n")[:200], "not an IPv4 address"))
+                invalid.append(InvalidLine(line_no, len(raw.rstrip("\n")), "not an IPv4 address"))
     return np.array(addrs, dtype=np.uint32), invalid
 
 
@@ -121,12 +122,12 @@ def _write(db_path: Path, addrs: np.ndarray, source: str, random_seed: int,
         con.execute("PRAGMA journal_mode=OFF")
         con.execute("PRAGMA synchronous=OFF")
         con.execute("CREATE TABLE seed (pos INTEGER PRIMARY KEY, addr INTEGER NOT NULL)")
-        con.execute("CREATE TABLE invalid (line_no INTEGER, text TEXT, reason TEXT)")
+        con.execute("CREATE TABLE invalid (line_no INTEGER, length INTEGER, reason TEXT)")
         con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
         con.executemany("INSERT INTO seed (pos, addr) VALUES (?, ?)",
                         zip(range(len(addrs)), addrs.tolist()))
         con.executemany("INSERT INTO invalid VALUES (?, ?, ?)",
-                        [(i.line_no, i.text, i.reason) for i in invalid])
+                        [(i.line_no, i.length, i.reason) for i in invalid])
         con.executemany("INSERT INTO meta VALUES (?, ?)", [
             ("source", source), ("random_seed", str(random_seed)), ("count", str(len(addrs)))])
         con.commit()

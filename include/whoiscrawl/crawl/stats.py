@@ -119,6 +119,8 @@ CATALOG: tuple[Stat, ...] = (
          "rirSearch1) or `probes`."),
     Stat("plan/{registry}/failed/{reason}", "Planned-crawl requests with no usable answer after the retry "
          "policy, by reason (the space they cover stays unresolved)."),
+    Stat("index/all/refused_range", "Ranges wider than a /8 (or with start > end) dropped where the index "
+         "reads or adds them: one 0..2^32-1 record must not make a crawl skip everything."),
 )
 
 

@@ -4,8 +4,9 @@ Every process of a fleet, coordinator or worker host, must agree on the
 metadata database, the Celery broker and result backend, the execution API's
 address and the secrets that sign its tokens; this module derives all of it
 from :class:`~whoiscrawl.settings.Settings`, the coordinator's address and
-one :class:`FleetSecrets`. ``docs/fleet.md`` lists the same variables for
-real machines.
+one :class:`FleetSecrets`; the Celery broker logs in to Redis as the
+``celery`` user of the home's :class:`~whoiscrawl.devtools.credentials.ClusterCredentials`.
+``docs/fleet.md`` lists the same variables for real machines.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from whoiscrawl.devtools.airflow_env import airflow_env
+from whoiscrawl.devtools.credentials import ClusterCredentials
 from whoiscrawl.settings import Settings
 
 #: Celery queue every worker host consumes (all tasks go there).
@@ -74,12 +76,14 @@ def api_url(settings: Settings, coordinator: str) -> str:
 def celery_env(settings: Settings, coordinator: str, secrets_: FleetSecrets, airflow_home: Path) -> dict[str, str]:
     """Airflow's environment for any process of the fleet whose coordinator listens on ``coordinator``."""
     env = airflow_env(settings)
+    celery_password = ClusterCredentials.load_or_create(settings.home.expanduser().resolve()).redis_celery
     env.update({
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url(settings, coordinator, secrets_),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": db_url(settings, coordinator, secrets_, "postgresql+asyncpg"),
-        "AIRFLOW__CELERY__BROKER_URL": f"redis://{coordinator}:{settings.REDIS_PORT}/{CELERY_BROKER_DB}",
+        "AIRFLOW__CELERY__BROKER_URL": f"redis://celery:{celery_password}@{coordinator}:{settings.REDIS_PORT}/"
+                                       f"{CELERY_BROKER_DB}",
         "AIRFLOW__CELERY__RESULT_BACKEND": db_url(settings, coordinator, secrets_, "db+postgresql+psycopg2"),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.WORKER_CONCURRENCY),
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_S),

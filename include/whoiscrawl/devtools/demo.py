@@ -132,12 +132,12 @@ def run_demo(limit: int = 20000, chunks: int = 8, random_seed: int = 2018,
              settings: Settings | None = None) -> int:
     settings = settings or Settings()
     conf = {"limit": limit, "chunks": chunks, "random_seed": random_seed, "fleet": "local"}
-    return run_dag(conf, settings.home / "demo", "demo", settings)
+    return run_dag(conf, settings.output_base_dir / "demo", "demo", settings)  # Params may name folders inside it only
 
 
 def run_crawl(params: dict[str, Any], settings: Settings | None = None) -> int:
     """``whoiscrawl crawl``: any Params (those not given keep the DAG's defaults)."""
     settings = settings or Settings()
     conf = dict(params)
-    output_dir = Path(conf.pop("output_dir", None) or settings.home / "runs").expanduser().resolve()
+    output_dir = Path(conf.pop("output_dir", None) or settings.output_base_dir).expanduser().resolve()
     return run_dag(conf, output_dir, "crawl", settings)

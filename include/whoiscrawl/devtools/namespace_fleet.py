@@ -32,6 +32,7 @@ from typing import Callable, Iterator, Sequence
 from redis import RedisError
 
 from whoiscrawl.devtools.airflow_env import airflow_bin
+from whoiscrawl.devtools.credentials import ClusterCredentials
 from whoiscrawl.devtools.celery_env import CELERY_QUEUE, DB_NAME, DB_USER, FleetSecrets, api_url, celery_env
 from whoiscrawl.devtools.netns import FleetNetwork, HostNet, NetworkError, netns_supported
 from whoiscrawl.devtools.services import MissingDependency
@@ -162,6 +163,10 @@ class LocalFleet:
     def secrets(self) -> FleetSecrets:
         return FleetSecrets.load_or_create(self.secrets_path)
 
+    def credentials(self) -> ClusterCredentials:
+        """Redis and Kafka logins of the fleet's stack (the same home)."""
+        return ClusterCredentials.load_or_create(self.settings.home.expanduser().resolve())
+
     def process(self, name: str) -> ManagedProcess:
         return ManagedProcess(name, self.root / "run" / f"{name}.pid", self.root / "logs" / f"{name}.log")
 
@@ -203,9 +208,14 @@ class LocalFleet:
         return env
 
     def worker_env(self, index: int) -> dict[str, str]:
+        from whoiscrawl.devtools.stack import connection_env
+
         host = self.network.host(index)
         env = self._base_env()
         env.update(celery_env(self.settings, self.coordinator, self.secrets(), self.host_dir(index) / "airflow"))
+        allow = connection_env(self.settings).get(PREFIX + "BOOTSTRAP_URL_ALLOWLIST")  # the simulator's origin
+        if allow:
+            env[PREFIX + "BOOTSTRAP_URL_ALLOWLIST"] = allow
         env.update({
             PREFIX + "REDIS_REPLICA_URL": f"redis://127.0.0.1:{self.settings.REPLICA_PORT}/0",
             PREFIX + "HOST_ID": self.host_id(index),
@@ -224,7 +234,7 @@ class LocalFleet:
         import redis
 
         return redis.Redis(host=self.coordinator, port=self.settings.REDIS_PORT, socket_timeout=5,
-                           socket_connect_timeout=3)
+                           socket_connect_timeout=3, username="admin", password=self.credentials().redis_admin)
 
     def replica_links(self) -> dict[str, dict]:
         """The master's view of its replicas, by replica address: state and acknowledged offset."""
@@ -384,9 +394,12 @@ class LocalFleet:
             self.say(f"host h{index}: namespace {host.netns}, address {host.address}")
         replica = self.replica_process(index)
         if replica.live_pid() is None:
+            creds = self.credentials()
+            # the host's crawl tasks log in as crawl (rate budgets, index reads); it logs in to the master as replica
             server = RedisServer(self.host_dir(index) / "redis", self.settings.REPLICA_PORT, bind="127.0.0.1",
                                  replicaof=(self.coordinator, int(self.settings.REDIS_PORT)),
-                                 replica_read_only=False)
+                                 replica_read_only=False, users=creds.redis_acl("admin", "crawl"),
+                                 auth=("admin", creds.redis_admin), masterauth=("replica", creds.redis_replica))
             from whoiscrawl.devtools.services.redis_server import find_redis_server
 
             config = server.write_config()

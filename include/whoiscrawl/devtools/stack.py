@@ -6,7 +6,10 @@ gives a developer the services the crawl DAG talks to, on the ports of
 ``Settings().home``. ``up`` also writes ``home/airflow-connections.env``: the
 DAG reaches Redis and Kafka only through the Airflow connections
 ``redis_default`` and ``kafka_default``, so pointing it at a real cluster is a
-connection change, not a code change.
+connection change, not a code change. Redis and Kafka require a login: the
+credentials are generated once per home (``home/credentials.json``, 0600; see
+:mod:`whoiscrawl.devtools.credentials`) and the env file, which carries the
+crawl's, is 0600 too. The Kafka controller listener stays on loopback.
 
 The stack only ever signals processes it started: each has a pidfile
 ``home/run/<service>.pid``, and a pid is acted upon only while
@@ -26,13 +29,15 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from whoiscrawl.devtools.services import MissingDependency
+from whoiscrawl.devtools.credentials import ClusterCredentials, write_private
+from whoiscrawl.devtools.services import MissingDependency, service_env
 from whoiscrawl.devtools.services.kafka_broker import KafkaBroker, find_java, find_mvn
 from whoiscrawl.devtools.services.procs import PidFile, exclusive_lock, log_tail, port_in_use
 from whoiscrawl.devtools.services.redis_server import RedisServer, find_redis_server
@@ -96,9 +101,11 @@ def connection_env(settings: Settings) -> dict[str, str]:
     planned run on this stack never fetches the real registries' statistics either.
     """
     host = client_host(settings.BIND_HOST)
-    kafka = {"conn_type": "kafka", "extra": {"bootstrap.servers": f"{host}:{settings.KAFKA_PORT}"}}
+    creds = ClusterCredentials.load_or_create(_home(settings))
+    kafka = {"conn_type": "kafka", "extra": {"bootstrap.servers": f"{host}:{settings.KAFKA_PORT}",
+                                             **creds.kafka_client("crawl")}}
     env = {
-        "AIRFLOW_CONN_REDIS_DEFAULT": f"redis://{host}:{settings.REDIS_PORT}/0",
+        "AIRFLOW_CONN_REDIS_DEFAULT": f"redis://crawl:{creds.redis_crawl}@{host}:{settings.REDIS_PORT}/0",
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(kafka, separators=(",", ":")),
     }
     try:
@@ -114,6 +121,10 @@ def connection_env(settings: Settings) -> dict[str, str]:
             delegated = ""
         if delegated:
             env[PREFIX + "DELEGATED_URLS"] = os.environ.get(PREFIX + "DELEGATED_URLS") or delegated
+        # the simulator's loopback origin may be a bootstrap Param (plain http, so not allowed by default)
+        parts = urllib.parse.urlsplit(url)
+        allow = [a for a in (settings.BOOTSTRAP_URL_ALLOWLIST, f"{parts.scheme}://{parts.netloc}") if a]
+        env[PREFIX + "BOOTSTRAP_URL_ALLOWLIST"] = ",".join(allow)
     return env
 
 
@@ -196,7 +207,8 @@ class _Redis(_Service):
         import redis
 
         conn = redis.Redis(host=self.host, port=self.port, socket_timeout=timeout_s,
-                           socket_connect_timeout=timeout_s)
+                           socket_connect_timeout=timeout_s, username="admin",
+                           password=self.stack.credentials.redis_admin)
         try:
             return bool(conn.ping())
         except (redis.RedisError, OSError):
@@ -209,10 +221,12 @@ class _Redis(_Service):
         # (fsync every second) keeps the index and run state of a master that crashed or was killed.
         extra = {"save": "300 1", "appendonly": "yes", "appendfsync": "everysec"}
         if not self.host.startswith("127."):
-            # Bound to a fleet bridge: its hosts (replicas, Celery workers) connect from other addresses,
-            # which protected mode refuses when no password is set.
+            # Bound to a fleet bridge: its hosts (replicas, Celery workers) connect from other addresses;
+            # every user has a password (the default user is off), so protected mode adds nothing.
             extra["protected-mode"] = "no"
-        server = RedisServer(self.data_dir, self.port, bind=self.bind, extra=extra)
+        creds = self.stack.credentials
+        server = RedisServer(self.data_dir, self.port, bind=self.bind, extra=extra, users=creds.redis_acl(),
+                             auth=("admin", creds.redis_admin))
         server.start(timeout_s=15)
         # RedisServer kills its server when the object is collected or Python exits, which
         # suits tests; the stack's Redis must outlive this command, so release it.
@@ -228,7 +242,8 @@ class _Kafka(_Service):
     def __init__(self, stack: "Stack") -> None:
         super().__init__(stack)
         self.broker = KafkaBroker(self.home, self.settings.KAFKA_PORT,
-                                  self.settings.KAFKA_CONTROLLER_PORT, bind=self.bind)
+                                  self.settings.KAFKA_CONTROLLER_PORT, bind=self.bind,
+                                  scram_users=stack.credentials.kafka_users())
         self.pidfile = self.broker.pidfile
 
     def ports(self) -> list[tuple[int, str]]:
@@ -302,7 +317,7 @@ class _Simulator(_Service):
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.url_path.unlink(missing_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        env = dict(os.environ, PYTHONUNBUFFERED="1")  # the ready line must reach the log at once
+        env = service_env(PYTHONUNBUFFERED="1")  # the ready line must reach the log at once
         with open(self.log_path, "ab") as out:
             proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                     cwd=self.sim_dir, env=env, start_new_session=True, close_fds=True)
@@ -365,6 +380,7 @@ class Stack:
                  kafka_timeout_s: float = 90, out: Callable[[str], None] | None = None) -> None:
         self.settings = settings if settings is not None else Settings()
         self.home = _home(self.settings)
+        self.credentials = ClusterCredentials.load_or_create(self.home)
         self.sim_profile = sim_profile
         self.sim_scale = sim_scale
         self.sim_seed = sim_seed
@@ -432,7 +448,7 @@ class Stack:
                     self._check_ports(service)
             for service in self.services:
                 self._up_one(service)
-            self.env_file.write_text(env_file_text(connection_env(self.settings)), encoding="utf-8")
+            write_private(self.env_file, env_file_text(connection_env(self.settings)))
             self.say(f"wrote {self.env_file}")
         return self.status()
 

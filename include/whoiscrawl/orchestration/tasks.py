@@ -20,7 +20,8 @@ from whoiscrawl.crawl import runstate, seed
 from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.stats import StatsCollector
-from whoiscrawl.orchestration.connections import kafka_config, redis_clients
+from whoiscrawl.orchestration.confinement import confine_params, output_base
+from whoiscrawl.orchestration.connections import cluster_kafka_config, kafka_config, redis_clients, worker_kafka_config
 from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.orchestration.fleet.ec2 import fleet_cost_of_run
 from whoiscrawl.orchestration.storage import copy_to_s3
@@ -55,8 +56,8 @@ def read_run(client, key: str, wait_s: float = 120.0) -> tuple[dict[str, Any], d
 
 
 def output_dir(params: dict[str, Any], key: str) -> Path:
-    base = params.get("output_dir") or str(Settings().home / "runs")
-    return Path(base).expanduser() / key
+    """``<output_dir Param or WHOISCRAWL_OUTPUT_BASE_DIR>/<run>``, refused outside that base folder."""
+    return output_base(params.get("output_dir"), Settings()) / key
 
 
 def previous_run(params: dict[str, Any], run_type: str = "manual") -> Path | None:
@@ -78,6 +79,7 @@ def prepare_seed(params: dict[str, Any], run_id: str, run_type: str = "manual") 
     Chunks go to Redis at once so that no later task, on whatever host, needs this host's files.
     A re-crawl's seed is its plan (results/recrawl.py): one probe per known network, then gap samples.
     """
+    params = confine_params(params)  # before any I/O: the Params name only what this machine allows
     key = runstate.run_key(run_id)
     out = output_dir(params, key)
     db = out / "seed.sqlite"
@@ -106,7 +108,7 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
     The bootstrap document is resolved here, once, and travels with the run: every host routes alike.
     """
     settings = Settings()
-    config = build_run_config(params)
+    config = build_run_config(confine_params(params, settings))
     if prepared.get("recrawl"):
         config = config.with_overrides({"skip_known_networks": 0})
     key = prepared["run"]
@@ -121,7 +123,7 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
     finally:
         consumer.close()
     attempt = runstate.new_attempt(master, key)  # a re-run's index starts empty, like its result offsets
-    runstate.write_config(master, {"kafka": kafka}, key,
+    runstate.write_config(master, {"kafka": cluster_kafka_config(kafka)}, key,
                           {"run_config": config.as_dict(), "bootstrap": {"document": document, "source": source},
                            "results_start": start, "fleet": fleet.get("kind", "local"), "attempt": attempt})
     log.info("run config: %s", config.to_json())
@@ -142,6 +144,8 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     cluster_cfg, run_state, config = read_run(replica, key)
     if config.strategy == "planned":
         return crawl_seed_planned(descriptor, attempt)
+    # Redis says where the broker is; the credentials are this host's own (docs/security.md)
+    kafka = worker_kafka_config(cluster_cfg.get("kafka"), kafka_config(settings))
     bootstrap = Bootstrap(run_state["bootstrap"]["document"], run_state["bootstrap"]["source"],
                           names=config.registry_names)
     runstate.keep_alive(master, key)  # the run's state lives as long as its chunks keep coming
@@ -149,7 +153,7 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     continuation = runstate.read_continuation(master, key, chunk)
     addrs = runstate.read_chunk(master, key, chunk) if continuation is None else continuation
     host = host_id(settings.HOST_ID)
-    producer = Producer({**cluster_cfg["kafka"], **PRODUCER_OVERRIDES})
+    producer = Producer({**kafka, **PRODUCER_OVERRIDES})
     tracker = DeliveryTracker(producer)
     telemetry = TelemetryReporter(tracker, config.metrics_topic, host,
                                   f"{host}:{os.getpid()}:{key}:{chunk}:{attempt}", config.telemetry_interval_s)
@@ -258,7 +262,8 @@ def _plan_components(descriptor: dict[str, Any], attempt: int, kind: str):
     master, replica = redis_clients(settings)
     cluster_cfg, run_state, config = read_run(replica, key)
     host = host_id(settings.HOST_ID)
-    tracker = DeliveryTracker(Producer({**cluster_cfg["kafka"], **PRODUCER_OVERRIDES}))
+    kafka = worker_kafka_config(cluster_cfg.get("kafka"), kafka_config(settings))  # credentials: this host's
+    tracker = DeliveryTracker(Producer({**kafka, **PRODUCER_OVERRIDES}))
     telemetry = TelemetryReporter(tracker, config.metrics_topic, host,
                                   f"{host}:{os.getpid()}:{key}:{kind}{chunk}:{attempt}", config.telemetry_interval_s)
     stats = StatsCollector()

@@ -7,11 +7,12 @@ failing later with a confusing connection error.
 
 from __future__ import annotations
 
+import os
 import socket
 
 from whoiscrawl.errors import WhoiscrawlError
 
-__all__ = ["MissingDependency", "free_port"]
+__all__ = ["MissingDependency", "free_port", "service_env"]
 
 
 class MissingDependency(WhoiscrawlError):
@@ -28,3 +29,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+#: Environment variables a service process never needs: Airflow's configuration and connections
+#: (which hold the cluster's credentials) and the crawl's endpoints.
+_NOT_FOR_SERVICES = ("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_VAR_", "WHOISCRAWL_REDIS_URL",
+                     "WHOISCRAWL_REDIS_REPLICA_URL")
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    """This process's environment without what holds credentials: for Redis, Kafka, the simulator."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_FOR_SERVICES)}
+    env.update(extra)
+    return env

@@ -12,6 +12,15 @@ Layout under ``home``: ``kafka/libs`` (jars), ``kafka/data`` (log.dirs),
 
 Its pidfile (:class:`whoiscrawl.devtools.services.procs.PidFile`) is signalled only while
 ``/proc/<pid>/cmdline`` still shows what we launched.
+
+With ``scram_users`` (user -> password; ``admin`` is the broker's own login)
+the client listener is ``SASL_PLAINTEXT`` with SCRAM-SHA-256: the users are
+bootstrapped into the metadata log when the storage is formatted (the storage
+tool's ``--add-scram``, its arguments passed in a 0600 java @argfile so no
+password is on a command line), and ``server.properties`` (0600) holds the
+broker's own JAAS login. The KRaft controller listener of this single node is
+bound to loopback in every case: only the node itself talks to it, so no other
+address can reach it. A cluster of several controllers would put SASL on it too.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from whoiscrawl.devtools.services import MissingDependency
+from whoiscrawl.devtools.services import MissingDependency, service_env
 from whoiscrawl.devtools.services.procs import PidFile, log_tail, port_in_use
 from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.settings import PROJECT_ROOT
@@ -46,6 +55,7 @@ DEFAULT_JVM_OPTS = ("-Xms64m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis
                     # keep logging through the broker's own shutdown hook (controlled shutdown)
                     "-Dlog4j2.shutdownHookEnabled=false")
 _COMPLETE_MARKER = ".complete"
+SCRAM_MECHANISM = "SCRAM-SHA-256"
 _LOG_ROTATE_BYTES = 50 * 1024 * 1024
 
 LOG4J2_PROPERTIES = """\
@@ -93,8 +103,12 @@ class KafkaBroker:
     """One KRaft node acting as broker and controller, data and logs under ``home/kafka``."""
 
     def __init__(self, home: Path, port: int, controller_port: int, bind: str = "127.0.0.1",
-                 pom: Path | None = None, jvm_opts: Sequence[str] | None = None) -> None:
+                 pom: Path | None = None, jvm_opts: Sequence[str] | None = None,
+                 scram_users: Mapping[str, str] | None = None) -> None:
         self.home = Path(home).resolve()
+        self.scram_users = dict(scram_users or {})
+        if self.scram_users and "admin" not in self.scram_users:
+            raise KafkaBrokerError("scram_users needs an 'admin' user: the broker's own login")
         self.port = int(port)
         self.controller_port = int(controller_port)
         self.bind = bind
@@ -132,6 +146,11 @@ class KafkaBroker:
     @property
     def log_path(self) -> Path:
         return self.kafka_dir / "broker.log"
+
+    @property
+    def scram_marker_path(self) -> Path:
+        """Names (no passwords) of the SCRAM users the storage was formatted with."""
+        return self.kafka_dir / "scram.users"
 
     @property
     def host(self) -> str:
@@ -206,15 +225,26 @@ class KafkaBroker:
     # --- config and storage -------------------------------------------------------------
     def properties(self) -> dict[str, str]:
         """server.properties of a one-node cluster: static quorum of itself, replication factor 1."""
+        client = "SASL_PLAINTEXT" if self.scram_users else "PLAINTEXT"
+        auth: dict[str, str] = {}
+        if self.scram_users:
+            auth = {
+                "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+                "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+                f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config":
+                    'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                    f'username="admin" password="{self.scram_users["admin"]}";',
+            }
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{self.bind}:{self.port},CONTROLLER://{self.bind}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"{client}://{self.bind}:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"{client}://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": client,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{client}:{client}",
+            **auth,
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
             "default.replication.factor": "1",
@@ -234,7 +264,10 @@ class KafkaBroker:
         self.kafka_dir.mkdir(parents=True, exist_ok=True)
         lines = ["# Written by whoiscrawl.devtools.services.kafka_broker; rewritten on every start."]
         lines += [f"{key}={value}" for key, value in self.properties().items()]
-        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # it may hold the broker's password
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
         self.log4j_path.write_text(LOG4J2_PROPERTIES, encoding="utf-8")
         return self.config_path
 
@@ -283,20 +316,43 @@ class KafkaBroker:
                 raise KafkaBrokerError(
                     f"{self.data_dir} belongs to cluster {formatted}, not {cluster_id} "
                     f"(saved in {self.cluster_id_path}); remove one of them to start afresh")
+            self._check_scram_users()
             return False
         self.ensure_jars()
-        cmd = [find_java(), "-Xmx256m", f"-Dlog4j2.configurationFile={self.log4j_path}",
-               "-cp", self._classpath(), STORAGE_TOOL_MAIN, "format",
-               "--config", str(self.config_path), "--cluster-id", cluster_id]
+        args = ["-Xmx256m", f"-Dlog4j2.configurationFile={self.log4j_path}",
+                "-cp", self._classpath(), STORAGE_TOOL_MAIN, "format",
+                "--config", str(self.config_path), "--cluster-id", cluster_id]
+        for user, password in self.scram_users.items():
+            args += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
+        argfile = self.kafka_dir / "format.args"  # java reads it: no password on a command line
+        fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"' for a in args) + "\n")
         try:
-            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=timeout_s)
+            done = subprocess.run([find_java(), f"@{argfile}"], stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=timeout_s, env=service_env())
         except subprocess.TimeoutExpired:
             raise KafkaBrokerError(f"Kafka StorageTool did not finish within {timeout_s:g} s") from None
+        finally:
+            argfile.unlink(missing_ok=True)
         if done.returncode != 0 or self._formatted_cluster_id() != cluster_id:
             output = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
             raise KafkaBrokerError(f"Kafka StorageTool format failed ({done.returncode}):\n{output}")
+        self.scram_marker_path.write_text("".join(f"{u}\n" for u in sorted(self.scram_users)), encoding="utf-8")
         return True
+
+    def _check_scram_users(self) -> None:
+        """Storage formatted before its users existed cannot authenticate them: say how to start afresh."""
+        try:
+            known = set(self.scram_marker_path.read_text(encoding="utf-8").split())
+        except OSError:
+            known = set()
+        missing = sorted(set(self.scram_users) - known)
+        if missing:
+            raise KafkaBrokerError(
+                f"{self.data_dir} was formatted without the SCRAM users {', '.join(missing)} (an older, "
+                f"unauthenticated broker): stop it and remove {self.data_dir} and {self.cluster_id_path} "
+                f"to format it afresh with credentials (its topics are lost)")
 
     # --- lifecycle ----------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -319,7 +375,8 @@ class KafkaBroker:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as out:
             self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                          cwd=self.kafka_dir, start_new_session=True, close_fds=True)
+                                          cwd=self.kafka_dir, start_new_session=True, close_fds=True,
+                                          env=service_env())
         self.pidfile.write(self._proc.pid)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -366,8 +423,12 @@ class KafkaBroker:
 
     # --- clients ------------------------------------------------------------------------
     def client_config(self, **extra: object) -> dict[str, object]:
-        """librdkafka settings for a client of this broker."""
-        return {"bootstrap.servers": self.bootstrap_servers, **extra}
+        """librdkafka settings for a client of this broker (logged in as ``admin`` when it requires a login)."""
+        auth: dict[str, object] = {}
+        if self.scram_users:
+            auth = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": SCRAM_MECHANISM,
+                    "sasl.username": "admin", "sasl.password": self.scram_users["admin"]}
+        return {"bootstrap.servers": self.bootstrap_servers, **auth, **extra}
 
     def admin(self, quiet: bool = False):
         """An AdminClient; ``quiet`` silences librdkafka's connection-refused chatter for probes."""

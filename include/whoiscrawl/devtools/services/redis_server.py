@@ -9,6 +9,13 @@ Replicas are started with ``replica-read-only no`` when asked: each host keeps
 its per-host rate budget in its local replica, and writes made on a replica stay
 local (they are not propagated to the master or to other replicas), which is
 exactly what per-host state needs.
+
+With ``users`` (ACL lines, see ``whoiscrawl.devtools.credentials``) the
+``default`` user is switched off, so every client must log in; the server's
+own probes log in as ``auth``, a replica logs in to its master as
+``masterauth``. The config file holds the passwords and is written mode 0600.
+``protected-mode no`` is refused without users: a server reachable from other
+addresses must require a password.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ import time
 import weakref
 from pathlib import Path
 from types import TracebackType
+from typing import Sequence
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from whoiscrawl.devtools.services import MissingDependency
+from whoiscrawl.devtools.services import MissingDependency, service_env
 from whoiscrawl.errors import WhoiscrawlError
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
@@ -87,8 +95,13 @@ class RedisServer:
 
     def __init__(self, data_dir: Path, port: int, bind: str = "127.0.0.1",
                  replicaof: tuple[str, int] | None = None, replica_read_only: bool = False,
-                 extra: dict[str, str] | None = None, die_with_parent: bool = False) -> None:
+                 extra: dict[str, str] | None = None, die_with_parent: bool = False,
+                 users: Sequence[str] = (), auth: tuple[str, str] | None = None,
+                 masterauth: tuple[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.users = tuple(users)
+        self.auth = auth
+        self.masterauth = masterauth
         self.port = int(port)
         self.bind = bind
         self.replicaof = replicaof
@@ -128,6 +141,9 @@ class RedisServer:
         kwargs.setdefault("db", 0)
         kwargs.setdefault("socket_timeout", 10)
         kwargs.setdefault("socket_connect_timeout", 5)
+        if self.auth is not None:
+            kwargs.setdefault("username", self.auth[0])
+            kwargs.setdefault("password", self.auth[1])
         return redis.Redis(host=self.host, port=self.port, **kwargs)
 
     def _probe_client(self, timeout_s: float) -> redis.Redis:
@@ -151,17 +167,27 @@ class RedisServer:
         if self.replicaof is not None:
             settings["replicaof"] = f"{self.replicaof[0]} {int(self.replicaof[1])}"
             settings["replica-read-only"] = "yes" if self.replica_read_only else "no"
+        if self.masterauth is not None:
+            settings["masteruser"], settings["masterauth"] = self.masterauth
         settings.update(self.extra)
+        if settings.get("protected-mode") == "no" and not self.users:
+            raise RedisServerError("protected-mode no without ACL users would let anyone in: give users")
         lines = []
         for name, value in settings.items():
             # bind and replicaof take several words; everything else is one value.
             text = value if name in ("bind", "replicaof") else _quote(str(value))
             lines.append(f"{name} {text}")
+        if self.users:
+            lines.append("user default off resetpass resetkeys resetchannels -@all")
+            lines += [f"user {line}" for line in self.users]
         return lines
 
     def write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text("\n".join(self.config_lines()) + "\n", encoding="utf-8")
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # it may hold passwords
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(self.config_lines()) + "\n")
         return self.config_path
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -178,7 +204,7 @@ class RedisServer:
         stderr = open(self.data_dir / self.STDERR_NAME, "ab")
         try:
             self._proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=service_env(),
                 start_new_session=True, close_fds=True)
         finally:
             stderr.close()
