@@ -3,7 +3,7 @@
 Every call goes through the amazon provider's hooks (:mod:`whoiscrawl.orchestration.aws`),
 so the ``aws_default`` connection decides where AWS is. Every resource carries
 the tag ``whoiscrawl:run=<run>``; its id goes to the run's Redis state
-(``<run>:fleet:ec2``) the moment AWS returns it, and teardown finds what to
+(``whoiscrawl:run:<run>:fleet:ec2``) the moment AWS returns it, and teardown finds what to
 release by the tag, never by a value a wait returned. Workers join the fleet by
 themselves (:mod:`~whoiscrawl.orchestration.fleet.worker_boot`), so
 ``workers_ready`` waits for Celery answers, not for EC2's ``running``.
@@ -158,7 +158,7 @@ def spot_options(max_price: float) -> dict[str, Any]:
 
 # --- the run's record in Redis -------------------------------------------------------------------
 def state_key(run: str) -> str:
-    return f"{run}:fleet:ec2"
+    return f"whoiscrawl:run:{run}:fleet:ec2"  # in the run's namespace: the crawl user may reach it, keep_alive keeps it
 
 
 class Notes:
