@@ -43,8 +43,10 @@ def trigger(local_ui, token: str, conf: dict) -> str:
 
 
 def topic_reports(local_ui) -> list[dict]:
-    consumer = make_consumer({"bootstrap.servers": f"127.0.0.1:{local_ui.settings.KAFKA_PORT}"},
-                             group_id="test-ui-page")
+    from whoiscrawl.devtools.stack import connection_env
+
+    kafka = json.loads(connection_env(local_ui.settings)["AIRFLOW_CONN_KAFKA_DEFAULT"])["extra"]  # with its login
+    consumer = make_consumer(kafka, group_id="test-ui-page")
     try:
         return [json.loads(v) for _k, v in read_all(consumer, "metrics")]
     finally:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from whoiscrawl.devtools.services import free_port
+from whoiscrawl.devtools.services import free_port, free_port_block
 from whoiscrawl.devtools.stack import Stack
 from whoiscrawl.devtools.ui import ADMIN_USER, DAG_ID, LocalUI
 from whoiscrawl.settings import Settings
@@ -33,7 +33,7 @@ def ui_environ(home: Path, **extra: str) -> dict[str, str]:
         "WHOISCRAWL_REDIS_PORT": str(free_port()),
         "WHOISCRAWL_KAFKA_PORT": str(free_port()),
         "WHOISCRAWL_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "WHOISCRAWL_SIM_BASE_PORT": str(free_port()),
+        "WHOISCRAWL_SIM_BASE_PORT": str(free_port_block(6)),
         "WHOISCRAWL_UI_PORT": str(free_port()),
         **extra,
     })

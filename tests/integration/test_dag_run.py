@@ -18,7 +18,7 @@ import pytest
 from whoiscrawl.crawl import ipspace, seed
 from whoiscrawl.devtools.airflow_env import airflow_env, ensure_db, run_airflow
 from whoiscrawl.devtools.demo import DEMO_RATE_LIMITS
-from whoiscrawl.devtools.services import free_port
+from whoiscrawl.devtools.services import free_port, free_port_block
 from whoiscrawl.settings import Settings
 from whoiscrawl.simulator.universe import build_universe
 from whoiscrawl.devtools.stack import Stack, connection_env
@@ -37,7 +37,7 @@ def stack_env(tmp_path_factory):
         "WHOISCRAWL_REDIS_PORT": str(free_port()),
         "WHOISCRAWL_KAFKA_PORT": str(free_port()),
         "WHOISCRAWL_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "WHOISCRAWL_SIM_BASE_PORT": str(free_port()),
+        "WHOISCRAWL_SIM_BASE_PORT": str(free_port_block(6)),
     }
     settings = Settings(environ=env)
     stack = Stack(settings, sim_scale=SIM_SCALE, sim_seed=SIM_SEED)

@@ -76,10 +76,10 @@ def _free_ports(count: int, consecutive: bool = False) -> list[int]:
     rng = random.Random()
     for _ in range(500):
         if consecutive:
-            base = rng.randrange(30000, 40000 - count)
+            base = rng.randrange(20000, 32000 - count)  # below the ephemeral range: no client takes them
             ports = list(range(base, base + count))
         else:
-            ports = rng.sample(range(30000, 40000), count)
+            ports = rng.sample(range(20000, 32000), count)
         if not any(port_in_use("0.0.0.0", p) for p in ports):
             return ports
     raise RuntimeError("no free ports found")

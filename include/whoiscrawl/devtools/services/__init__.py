@@ -31,6 +31,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(count: int, host: str = "127.0.0.1", low: int = 20000, high: int = 32000) -> int:
+    """The first of ``count`` consecutive ports free a moment ago on ``host`` (the simulator needs six).
+
+    Below Linux's ephemeral range (32768 and up), so no client connection of another process takes one
+    of them between this probe and the bind, as can happen after :func:`free_port`.
+    """
+    import random
+
+    from whoiscrawl.devtools.services.procs import port_in_use
+
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(low, high - count)
+        if not any(port_in_use(host, port) for port in range(base, base + count)):
+            return base
+    raise MissingDependency(f"no {count} consecutive free ports between {low} and {high} on {host}")
+
+
 #: Environment variables a service process never needs: Airflow's configuration and connections
 #: (which hold the cluster's credentials) and the crawl's endpoints.
 _NOT_FOR_SERVICES = ("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_VAR_", "WHOISCRAWL_REDIS_URL",

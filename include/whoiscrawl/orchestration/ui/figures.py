@@ -188,9 +188,13 @@ def read_run_state(client, run: str) -> tuple[dict[str, Any] | None, int | None,
     seed_addresses = 0
     found = False
     for chunk_key in client.scan_iter(match=f"{prefix}:chunk:*", count=1000):
+        name = chunk_key.decode() if isinstance(chunk_key, bytes) else chunk_key
+        if name.endswith(":continuation"):  # a deferred rest of a chunk counted already
+            continue
         seed_addresses += int(client.strlen(chunk_key)) // 4
         found = True
-    log = client.get(f"{runstate.index_key(run)}:log") or b""
+    attempt = int((state or {}).get("attempt", 0))  # the index of the run's current attempt
+    log = client.get(f"{runstate.index_key(run, attempt)}:log") or b""
     return state, (seed_addresses if found else None), log
 
 
