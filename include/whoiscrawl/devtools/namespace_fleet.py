@@ -50,6 +50,22 @@ COORDINATOR_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer"
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 
+def api_health(base_url: str, timeout_s: float = 3) -> dict:
+    """An Airflow api-server's health document, or {} when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/api/v2/monitor/health", timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
+
+
+def unhealthy(health: dict) -> list[str]:
+    """What is not healthy in a health document (the api-server itself when there is none)."""
+    if not health:
+        return ["api-server"]
+    return [c for c in HEALTH_COMPONENTS if (health.get(c) or {}).get("status") != "healthy"]
+
+
 class FleetUpError(WhoiscrawlError):
     """A part of the fleet did not come up or answer in time; the message says which and where to look."""
 
@@ -255,18 +271,10 @@ class LocalFleet:
         return links
 
     def api_health(self, timeout_s: float = 3) -> dict:
-        try:
-            with urllib.request.urlopen(f"{api_url(self.settings, self.coordinator)}/api/v2/monitor/health",
-                                        timeout=timeout_s) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, OSError, ValueError):
-            return {}
+        return api_health(api_url(self.settings, self.coordinator), timeout_s)
 
     def unhealthy_components(self) -> list[str]:
-        health = self.api_health()
-        if not health:
-            return ["api-server"]
-        return [c for c in HEALTH_COMPONENTS if (health.get(c) or {}).get("status") != "healthy"]
+        return unhealthy(self.api_health())
 
     def celery_workers(self, timeout_s: float = 5) -> dict[str, list[str]]:
         """Workers answering a Celery ping (asked in a child process that has the fleet's Airflow config)."""

@@ -25,15 +25,14 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from whoiscrawl.devtools.airflow_env import airflow_bin, airflow_env, ensure_db
 from whoiscrawl.devtools.celery_env import FleetSecrets
-from whoiscrawl.devtools.namespace_fleet import COORDINATOR_PROCESSES, HEALTH_COMPONENTS, ManagedProcess
+from whoiscrawl.devtools.namespace_fleet import (COORDINATOR_PROCESSES, HEALTH_COMPONENTS, ManagedProcess,
+                                                api_health, unhealthy)
 from whoiscrawl.devtools.services.procs import exclusive_lock, port_in_use
 from whoiscrawl.errors import WhoiscrawlError
 from whoiscrawl.progress import Progress
@@ -133,17 +132,10 @@ class LocalUI:
                               timeout=timeout_s, **kwargs)
 
     def health(self, timeout_s: float = 3) -> dict:
-        try:
-            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=timeout_s) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, OSError, ValueError):
-            return {}
+        return api_health(self.url, timeout_s)
 
     def unhealthy(self) -> list[str]:
-        health = self.health()
-        if not health:
-            return ["api-server"]
-        return [c for c in HEALTH_COMPONENTS if (health.get(c) or {}).get("status") != "healthy"]
+        return unhealthy(self.health())
 
     @contextmanager
     def _locked(self, wait_s: float = 10) -> Iterator[None]:
