@@ -107,6 +107,28 @@ class ShortRetentionBroker(KafkaBroker):
         return {**super().properties(), "log.retention.check.interval.ms": "1000"}
 
 
+def test_messages_that_are_not_records_of_the_run_are_skipped_and_counted(kafka, tmp_path):
+    """Anyone who reaches Kafka may write to `results`: the drain never dies on what it finds there."""
+    servers, topic = kafka.bootstrap_servers, f"results-{uuid.uuid4().hex[:6]}"
+    create_topic(servers, topic, 1)
+    start = offsets(servers, topic)
+    good = [record("run-b", i) for i in range(3)]
+    forged = [{**record("run-b", 10), "registry": 7}, {**record("run-b", 11), "start": "not an address"},
+              {**record("run-b", 12), "query": ["1.2.3.4"]}, {**record("run-b", 13), "entities": 5},
+              {"run": "run-b"}, ["a", "list"]]
+    producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True, "acks": "all"})
+    for value in [b"<html>not json</html>", b"\xff\xfe", b"null", *(json.dumps(f).encode() for f in forged)]:
+        producer.produce(topic, key=b"x", value=value)
+    assert producer.flush(30) == 0
+    produce(servers, topic, good)
+    seed = [np.array([ipspace.to_int(r["query"]) for r in good])]
+    drained = drain(servers, topic, "run-b", start, tmp_path, seed, {0: {"outcomes": [{"chunk": 0}], "failures": []}})
+    assert drained["invalid_messages"] == 3 + len(forged)
+    assert (drained["messages"], drained["distinct_networks"]) == (3, 3)
+    assert sorted(n["handle"] for n in pq.read_table(tmp_path / "networks.parquet").to_pylist()) == \
+        ["NET-0", "NET-1", "NET-2"]
+
+
 def test_a_retention_gap_fails_loudly_and_writes_nothing(tmp_path_factory, tmp_path):
     broker = ShortRetentionBroker(tmp_path_factory.mktemp("kafka-short"), free_port(), free_port())
     broker.ensure_jars()

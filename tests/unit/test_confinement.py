@@ -38,6 +38,8 @@ def settings(tmp_path, monkeypatch):
     ("bootstrap", "/etc/passwd"), ("bootstrap", "http://169.254.169.254/latest/meta-data/"),
     ("bootstrap", "http://127.0.0.1:18081/bootstrap.json"), ("bootstrap", "file:///etc/passwd"),
     ("bootstrap", "ftp://example.org/x.json"),
+    ("delegated_urls", "arin=http://169.254.169.254/latest/meta-data/"),
+    ("delegated_urls", "lacnic=https://ftp.lacnic.net/x,arin=file:///etc/passwd"),
 ])
 def test_params_outside_the_base_folders_or_allowlist_are_refused_naming_the_param(settings, param, value):
     with pytest.raises(ParamRefused) as caught:
@@ -61,6 +63,8 @@ def test_params_inside_the_base_folders_and_allowed_urls_pass_resolved(settings)
     assert checked["limit"] == 3
     assert confine_params({"bootstrap": "https://data.iana.org/rdap/ipv4.json"}, settings)["bootstrap"]
     assert confine_params({"seed": "classic", "bootstrap": ""}, settings)["seed"] == "classic"
+    delegated = "arin=http://127.0.0.1:18080/pub/x,ripencc=https://ftp.ripe.net/y,lacnic="
+    assert confine_params({"delegated_urls": delegated}, settings)["delegated_urls"] == delegated
 
 
 def test_prepare_seed_refuses_etc_passwd_before_any_io(settings, monkeypatch):

@@ -69,20 +69,38 @@ def bootstrap_source(value: str | None, settings: Settings) -> str:
         return ""
     scheme = urlsplit(value).scheme.lower()
     if "://" in value or scheme in ("http", "https", "file", "ftp"):
-        if scheme == "https" and urlsplit(value).hostname:
-            return value
-        if scheme in ("http", "https") and _origin(value) in allowed_origins(settings):
+        if _url_allowed(value, settings):
             return value
         raise ParamRefused("bootstrap", value, f"a bootstrap URL must be https or use an origin listed in "
                                                f"{PREFIX}BOOTSTRAP_URL_ALLOWLIST")
     return str(_inside("bootstrap", value, settings.seed_base_dir, "SEED_BASE_DIR"))
 
 
+def _url_allowed(value: str, settings: Settings) -> bool:
+    """An https URL with a host, or a URL of an allowlisted origin."""
+    parts = urlsplit(value)
+    if parts.scheme.lower() == "https" and parts.hostname:
+        return True
+    return parts.scheme.lower() in ("http", "https") and _origin(value) in allowed_origins(settings)
+
+
+def delegated_urls(value: str | None, settings: Settings) -> str:
+    """The ``delegated_urls`` Param: each ``registry=url`` entry's URL under the bootstrap URL rule (no files)."""
+    for item in (value or "").split(","):
+        _registry, _sep, url = item.partition("=")
+        url = url.strip()
+        if url and not _url_allowed(url, settings):
+            raise ParamRefused("delegated_urls", url, f"a delegated file URL must be https or use an origin "
+                                                      f"listed in {PREFIX}BOOTSTRAP_URL_ALLOWLIST")
+    return value or ""
+
+
 def confine_params(params: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """The Params with ``seed``, ``bootstrap`` and ``output_dir`` checked and resolved; raises :class:`ParamRefused`."""
+    """The Params with ``seed``, ``bootstrap``, ``delegated_urls`` and ``output_dir`` checked; raises :class:`ParamRefused`."""
     settings = settings or Settings()
     checked = dict(params)
     checked["seed"] = seed_source(params.get("seed"), settings)
     checked["bootstrap"] = bootstrap_source(params.get("bootstrap"), settings)
     checked["output_dir"] = str(output_base(params.get("output_dir"), settings))
+    checked["delegated_urls"] = delegated_urls(params.get("delegated_urls"), settings)
     return checked

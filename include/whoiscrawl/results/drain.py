@@ -35,12 +35,40 @@ class ResultsGone(WhoiscrawlError):
     """Records the run needs are no longer on the broker (retention ran out before the drain)."""
 
 
+def parse_record(value: bytes | str | None) -> dict[str, Any] | None:
+    """A results message as a record, or None when it is not one (anyone who reaches Kafka may write).
+
+    The fields the drain relies on must be there with their types: the run and registry as text, a handle,
+    start and end addresses, and the query address when present.
+    """
+    try:
+        record = json.loads(value)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("run"), str):
+        return None
+    if not isinstance(record.get("registry"), str) or not isinstance(record.get("handle"), (str, int)):
+        return None
+    query = record.get("query")
+    if query is not None and not isinstance(query, str):
+        return None
+    try:
+        start, end = ipspace.to_int(str(record["start"])), ipspace.to_int(str(record["end"]))
+        if query is not None:
+            ipspace.to_int(query)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return record if start <= end else None
+
+
 @dataclass
 class Drained:
     """What the drain read and kept; the arrays describe the distinct networks in output order."""
     messages: int = 0
     other_runs: int = 0
     duplicates: int = 0
+    #: messages that are not valid records (not JSON, wrong types): skipped and counted, never fatal
+    invalid: int = 0
     registry: list[str] = field(default_factory=list)
     handle: list[str] = field(default_factory=list)
     start_int: list[int] = field(default_factory=list)
@@ -57,7 +85,7 @@ class Drained:
 
     def summary(self) -> dict[str, int]:
         return {"messages": self.messages, "distinct_networks": len(self.handle),
-                "duplicates": self.duplicates, "other_runs": self.other_runs}
+                "duplicates": self.duplicates, "other_runs": self.other_runs, "invalid_messages": self.invalid}
 
 
 def check_offsets(marks: dict[int, tuple[int, int]], start: dict[int, int], topic: str) -> dict[int, int]:
@@ -86,19 +114,29 @@ def drain_run(consumer, topic: str, run: str, start: dict[int, int], out_dir: Pa
     writer = NetworkWriter(out_dir)
     try:
         for _key, value in read_range(consumer, topic, start, end):
-            record = json.loads(value)
+            record = parse_record(value)
+            if record is None:
+                drained.invalid += 1
+                continue
             if record.get("run") != run:
                 drained.other_runs += 1
                 continue
             drained.messages += 1
-            if record.get("query"):
-                drained.queries.append(ipspace.to_int(record["query"]))
             ident = (record["registry"], str(record["handle"]))
             if ident in seen:
                 drained.duplicates += 1
+                if record.get("query"):
+                    drained.queries.append(ipspace.to_int(record["query"]))
+                continue
+            try:
+                row = writer.write(record)
+            except (TypeError, ValueError, KeyError, AttributeError):  # a forged record's odd member
+                drained.messages -= 1
+                drained.invalid += 1
                 continue
             seen.add(ident)
-            row = writer.write(record)
+            if record.get("query"):
+                drained.queries.append(ipspace.to_int(record["query"]))
             drained.registry.append(row["registry"])
             drained.handle.append(row["handle"])
             drained.start_int.append(row["start_int"])
