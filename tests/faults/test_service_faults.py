@@ -144,7 +144,7 @@ def test_the_local_results_topic_is_kept_until_drained(kafka):
     from confluent_kafka.admin import ConfigResource
 
     name = f"results-{uuid.uuid4().hex[:6]}"
-    assert kafka.create_topics({name: 1}, config={name: TOPIC_CONFIG["KAFKA_RESULTS_TOPIC"]}) == [name]
+    assert kafka.create_topics({name: 1}, config={name: TOPIC_CONFIG["results_topic"]}) == [name]
     resource = ConfigResource(ConfigResource.Type.TOPIC, name)
     admin = kafka.admin()  # kept alive until its answer came
     configs = admin.describe_configs([resource])[resource].result(timeout=30)

@@ -237,8 +237,9 @@ def _telemetry(fleet: Fleet, key: str) -> list[dict]:
 
 
 def _conf(bootstrap: str, output_dir: Path, kind: str) -> dict:
+    # classic: the seed chunks start at once, so a worker dies mid-chunk (a full plan of the simulator takes hours)
     return {"limit": SEED_LIMIT, "chunks": CHUNKS, "random_seed": RANDOM_SEED, "bootstrap": bootstrap,
-            "rate_limits": RATE_LIMITS, "output_dir": str(output_dir), "fleet": kind}
+            "rate_limits": RATE_LIMITS, "output_dir": str(output_dir), "fleet": kind, "strategy": "classic"}
 
 
 def _wait_dag(fleet: Fleet, timeout_s: float = 300) -> None:
