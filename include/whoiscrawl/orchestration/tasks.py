@@ -109,8 +109,8 @@ def configure_cluster(prepared: dict[str, Any], fleet: dict[str, Any], params: d
     """
     settings = Settings()
     config = build_run_config(confine_params(params, settings))
-    if prepared.get("recrawl"):
-        config = config.with_overrides({"skip_known_networks": 0})
+    if prepared.get("recrawl"):  # the re-crawl's probes are its plan: every probe looked up, no allocation walk
+        config = config.with_overrides({"skip_known_networks": 0, "strategy": "classic"})
     key = prepared["run"]
     master, _ = redis_clients(settings)
     kafka = kafka_config(settings)
