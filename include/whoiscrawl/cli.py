@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--chunks", type=int)
     c.add_argument("--bootstrap", help="RFC 9224 file (path or URL); default: the local simulator's")
     c.add_argument("--rate-limits", help="per-registry budgets per host, e.g. 'lacnic=10/60+1000/3600'")
-    c.add_argument("--output-dir", help="folder for <run>/results.jsonl.gz and coverage.json")
+    c.add_argument("--output-dir", help="folder for the run's datasets and coverage.json (inside WHOISCRAWL_OUTPUT_BASE_DIR)")
     c.add_argument("--fleet", help="local or celery")
     c.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="any other DAG Param (VALUE is JSON when it parses); repeatable")

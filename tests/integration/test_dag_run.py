@@ -19,7 +19,7 @@ from whoiscrawl.crawl import ipspace, seed
 from whoiscrawl.devtools.airflow_env import airflow_env, ensure_db, run_airflow
 from whoiscrawl.devtools.demo import DEMO_RATE_LIMITS
 from whoiscrawl.devtools.services import free_port, free_port_block
-from whoiscrawl.settings import Settings
+from whoiscrawl.settings import PREFIX, Settings
 from whoiscrawl.simulator.universe import build_universe
 from whoiscrawl.devtools.stack import Stack, connection_env
 
@@ -267,6 +267,10 @@ def test_a_recrawl_of_a_changed_simulator_reports_exactly_the_changes(stack_env,
         assert url, "".join(seen[-20:])
         mutations = json.loads((tmp_path / "mutations.json").read_text())
         assert [m["op"] for m in mutations] == ["reassign", "transfer", "delete"]
+        # a second simulator, on ports of its own: its origin is allowed for this run's bootstrap Param
+        origin = url.split("/bootstrap/", 1)[0]
+        full_env[PREFIX + "BOOTSTRAP_URL_ALLOWLIST"] = ",".join(
+            filter(None, [full_env.get(PREFIX + "BOOTSTRAP_URL_ALLOWLIST", ""), origin]))
         conf = {"previous_run": first.name, "limit": None, "gap_samples": 0, "chunks": 2, "bootstrap": url,
                 "rate_limits": DEMO_RATE_LIMITS, "output_dir": str(out), "fleet": "local"}
         started = time.time()
