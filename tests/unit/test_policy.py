@@ -59,3 +59,15 @@ def test_the_breaker_opens_after_failures_in_a_row_and_an_answer_resets_it():
     assert not b.record(True)  # already open: not opened again
     now[0] = 100.0
     assert not b.is_open()
+
+
+def test_breakers_keep_one_breaker_per_registry_and_count_only_transport_failures():
+    from whoiscrawl.crawl.breaker import RegistryBreakers
+
+    now = [0.0]
+    breakers = RegistryBreakers(down_after=2, cooldown_s=10.0, clock=lambda: now[0])
+    assert breakers["arin"] is breakers["arin"] and breakers["arin"] is not breakers["lacnic"]
+    assert not breakers.record("arin", "http_503") and not breakers.record("arin", "http_503")  # answers, not down
+    assert not breakers.record("arin", "timeout") and breakers.record("arin", "refused")
+    assert breakers["arin"].is_open() and not breakers["lacnic"].is_open()
+    assert not breakers.record("arin", None) and breakers["arin"].failures == 0

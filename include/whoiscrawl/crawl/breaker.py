@@ -39,3 +39,21 @@ class RegistryBreaker:
 
     def is_open(self) -> bool:
         return self.down_until > self.clock()
+
+
+class RegistryBreakers:
+    """The breakers of one crawl process, one per registry, made on first use."""
+
+    def __init__(self, down_after: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.down_after, self.cooldown_s, self.clock = down_after, cooldown_s, clock
+        self._by_registry: dict[str, RegistryBreaker] = {}
+
+    def __getitem__(self, registry: str) -> RegistryBreaker:
+        breaker = self._by_registry.get(registry)
+        if breaker is None:
+            breaker = self._by_registry[registry] = RegistryBreaker(self.down_after, self.cooldown_s, self.clock)
+        return breaker
+
+    def record(self, registry: str, reason: str | None) -> bool:
+        """Count one lookup's outcome (``reason``: a transient failure's, None for any answer); True if it opened."""
+        return self[registry].record(reason in TRANSPORT_FAILURES)

@@ -5,7 +5,7 @@ known), looked up (its result acknowledged by Kafka), or failed (with a
 reason). Registries proceed concurrently, each with its own queue and
 workers, so a slow or down registry never stalls the others. The engine is
 the loop that applies the components, in this order: index check → routing
-(``routing.Router``) → breaker (``breaker.RegistryBreaker``) → lookup
+(``routing.Router``) → breaker (``breaker.RegistryBreakers``) → lookup
 (``rdap_client``, which takes a rate-limit slot per request) → the retry
 policy's action (``policy.decide``): deliver, send the address to the back of
 its registry's queue, or fail it; pause the registry and cut its rate on the
@@ -39,7 +39,7 @@ import numpy as np
 
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.bootstrap import Bootstrap
-from whoiscrawl.crawl.breaker import TRANSPORT_FAILURES, RegistryBreaker
+from whoiscrawl.crawl.breaker import RegistryBreakers
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.kafka_io import DeliveryTracker, RecordTooLarge
 from whoiscrawl.crawl.policy import Action, Job, RegistryDown, decide
@@ -107,14 +107,7 @@ class Crawler:
         # networks found but not yet acknowledged by Kafka: skipped here at once, shared only after the ack
         # (if the ack never comes the whole chunk fails and is retried, so skipping early loses nothing)
         self._unacked: dict[int, tuple[int, int]] = {}
-        self._breakers: dict[str, RegistryBreaker] = {}
-
-    def _breaker(self, registry: str) -> RegistryBreaker:
-        breaker = self._breakers.get(registry)
-        if breaker is None:
-            breaker = self._breakers[registry] = RegistryBreaker(
-                self.config.registry_down_after, self.config.registry_down_cooldown_s)
-        return breaker
+        self._breakers = RegistryBreakers(config.registry_down_after, config.registry_down_cooldown_s)
 
     # --- outcomes -----------------------------------------------------------
     def _skip(self, n: int = 1) -> None:
@@ -199,8 +192,7 @@ class Crawler:
 
     def _record_transport(self, result: Result) -> None:
         """Feed the registry's breaker: a transport failure counts, any answer closes it."""
-        transport = isinstance(result, Retry) and result.reason in TRANSPORT_FAILURES
-        if self._breaker(result.registry).record(transport):
+        if self._breakers.record(result.registry, result.reason if isinstance(result, Retry) else None):
             self.stats.count("breaker", result.registry, "opened")
 
     # --- workers -------------------------------------------------------------
@@ -235,7 +227,7 @@ class Crawler:
         if self.config.skip_known_networks and (self.index.contains(job.addr) or self._in_unacked(job.addr)):
             self._skip()
             return True
-        breaker = self._breaker(job.service.registry)
+        breaker = self._breakers[job.service.registry]
         if breaker.is_open():
             # the registry is down: this address spends an attempt without a request and waits it out
             down = RegistryDown(job.service.registry, breaker.down_until)

@@ -29,7 +29,7 @@ import numpy as np
 
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.bootstrap import Bootstrap
-from whoiscrawl.crawl.breaker import TRANSPORT_FAILURES, RegistryBreaker
+from whoiscrawl.crawl.breaker import RegistryBreakers
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.engine import ChunkDeliveryError, ChunkOutcome
 from whoiscrawl.crawl.kafka_io import DeliveryTracker
@@ -116,19 +116,12 @@ class PlanExecutor:
         self.client: RdapClient | None = None
         self.searchable: dict[str, bool] = {}
         self.walks: dict[str, Counter[str]] = defaultdict(Counter)
-        self._breakers: dict[str, RegistryBreaker] = {}
+        self._breakers = RegistryBreakers(config.registry_down_after, config.registry_down_cooldown_s)
         self._delivered: set[Range] = set()
         self._pending = 0
         self._resolved: list[Range] = []
 
     # --- one request under the retry policy --------------------------------------------------
-    def _breaker(self, registry: str) -> RegistryBreaker:
-        breaker = self._breakers.get(registry)
-        if breaker is None:
-            breaker = self._breakers[registry] = RegistryBreaker(
-                self.config.registry_down_after, self.config.registry_down_cooldown_s)
-        return breaker
-
     async def _request(self, kind: str, addr: int, path: str | None = None, parse=None) -> Ok | Fail:
         """One query of ``kind`` routed by ``addr``, retried as the policy says; Ok or the final Fail."""
         service = self.router.route(addr)
@@ -138,7 +131,7 @@ class PlanExecutor:
         job = Job(addr, service)
         while True:
             registry = job.service.registry
-            breaker = self._breaker(registry)
+            breaker = self._breakers[registry]
             if self.max_queries is not None and self._sent >= self.max_queries:
                 return Fail("budget_spent", registry)
             if breaker.is_open():
@@ -149,8 +142,8 @@ class PlanExecutor:
                 self.stats.count("plan", registry, "query", kind)
                 result = await self.client.lookup(addr, service, path=path, parse=parse)
                 if result.registry is not None:
-                    transport = isinstance(result, Retry) and result.reason in TRANSPORT_FAILURES
-                    if self._breaker(result.registry).record(transport):
+                    if self._breakers.record(result.registry,
+                                             result.reason if isinstance(result, Retry) else None):
                         self.stats.count("breaker", result.registry, "opened")
             action = decide(job, result, self.config)
             if action.count_attempt:
