@@ -24,6 +24,7 @@ def master(redis_flush):
 def limiter(conn, text: str, **kwargs) -> RegistryRateLimiter:
     kwargs.setdefault("margin_s", 0.0)  # fake-clock tests check the exact algorithm
     kwargs.setdefault("margin_ratio", 0.0)
+    kwargs.setdefault("pace", False)  # the sliding log's own bursts; pacing has its own test
     return RegistryRateLimiter(conn, "host-a", RateLimits.parse(text), **kwargs)
 
 
@@ -88,7 +89,8 @@ def test_real_time_acquire_shares_one_budget(redis_flush):
     conns = [redis_flush.client(), redis_flush.client()]
     # margin: a coroutine on a busy machine may run a little after its slot; it must still not
     # share a window with the next burst (that is what the margin is for in production too)
-    procs = [RegistryRateLimiter(c, "host-a", RateLimits.parse("arin=20/1"), margin_s=0.2) for c in conns]
+    procs = [RegistryRateLimiter(c, "host-a", RateLimits.parse("arin=20/1"), margin_s=0.2,
+                                 pace=False) for c in conns]
     stamps: list[float] = []
     waited: list[float] = []
 
@@ -159,7 +161,7 @@ def test_a_paused_registry_does_not_delay_another(master):
 
 
 def test_adaptive_decrease_shared_and_slow_recovery(master):
-    a, b = limiter(master, "apnic=10/1"), limiter(master, "apnic=10/1")
+    a, b = limiter(master, "apnic=10/1", recover_windows=1), limiter(master, "apnic=10/1", recover_windows=1)
     full = len(saturate([b], "apnic", duration=10.0))
     a.reset(["apnic"])
     assert a.on_throttled("apnic", now=T0) == pytest.approx(0.5)
@@ -206,7 +208,45 @@ def test_budget_lives_in_the_hosts_replica(redis_master, redis_replica, redis_fl
 def test_long_windows_get_a_proportional_margin(redis_flush):
     """10 per minute: the 11th slot comes 1% after the window, so the registry's own window has closed."""
     lim = RegistryRateLimiter(redis_flush.client(), "host-m", RateLimits.parse("lacnic=10/60"),
-                              margin_s=0.05, margin_ratio=0.01)
+                              margin_s=0.05, margin_ratio=0.01, pace=False)
     delays = [lim.reserve("lacnic", now=T0) for _ in range(11)]
     assert delays[:10] == [0.0] * 10
     assert delays[10] == pytest.approx(60 * 1.01 + 0.05)
+
+
+def test_paced_grants_are_spread_over_the_window(master):
+    """Paced, a budget of 20 per 2 s grants one slot every 100 ms, never a burst of 20 at once."""
+    lim = limiter(master, "apnic=20/2", pace=True)
+    delays = [lim.reserve("apnic", now=T0) for _ in range(21)]
+    assert delays == [pytest.approx(0.1 * k) for k in range(21)]
+    assert lim.stats["ratelimit/apnic/waited/pace"] == 19  # the 21st waits for the window itself
+    assert lim.stats["ratelimit/apnic/waited/window"] == 1
+    # after a quiet spell the next slot is free at once
+    assert lim.reserve("apnic", now=T0 + 10) == 0
+
+
+def test_a_slot_given_back_frees_its_window(master):
+    lim = limiter(master, "arin=2/1")
+    assert lim._reserve_slot("arin", now=T0)[0] == 0
+    _delay, stamp = lim._reserve_slot("arin", now=T0 + 0.1)
+    assert lim.release("arin", stamp) and not lim.release("arin", stamp)
+    assert lim.stats["ratelimit/arin/released"] == 1
+    # the given-back slot no longer counts: the window still has room for one
+    assert lim.reserve("arin", now=T0 + 0.2) == 0
+    assert lim.reserve("arin", now=T0 + 0.3) == pytest.approx(0.7)  # now it is full
+
+
+def test_recovery_waits_after_a_cut_and_late_answers_refine_it(master):
+    """The first 429 cuts to what had answered so far; answers of the same burst arriving within the
+    grace raise the cut to what the registry really admitted; the first increase comes 20 windows later."""
+    lim = limiter(master, "apnic=200/2")
+    for k in range(12):
+        lim.on_success("apnic", now=T0 + k * 0.01)
+    assert lim.on_throttled("apnic", now=T0 + 0.2) == pytest.approx(0.95 * 12 / 200)
+    for k in range(8):  # the rest of the admitted burst answers just after the 429
+        lim.on_success("apnic", now=T0 + 0.25 + k * 0.01)
+    assert lim.rate_factor("apnic") == pytest.approx(0.95 * 20 / 200)
+    lim.on_success("apnic", now=T0 + 30)  # ten windows later: still no probe above the learned rate
+    assert lim.rate_factor("apnic") == pytest.approx(0.95 * 20 / 200)
+    lim.on_success("apnic", now=T0 + 0.2 + 40)  # twenty windows after the cut: one request per window more
+    assert lim.rate_factor("apnic") == pytest.approx(0.95 * 20 / 200 + 1 / 200)

@@ -14,7 +14,11 @@ windows of a registry at once. The script keeps the times of the latest
 ``max(count)`` grants (a Redis list, newest first) and gives the next request
 the earliest time ``t >= now`` such that, for every window ``(count, period)``,
 ``t >= (count-th latest grant) + period`` -- so no interval of length ``period``
-ever holds more than ``count`` grants -- and ``t`` is not inside a pause. It
+ever holds more than ``count`` grants -- and ``t`` is not inside a pause.
+Paced (the default), grants are also at least ``period / count`` apart: a
+budget set ten times too high then sends a few requests too many before the
+first 429 comes back, not a burst of a whole window (RIPE and the simulator's
+blocking profiles block a client after enough of those). It
 records ``t`` at once and returns ``t - now``: the caller sleeps exactly that
 long, and concurrent callers queue up in order without polling. (GCRA or a
 token bucket would be one key smaller, but both let up to ``2*count - 1``
@@ -35,11 +39,15 @@ the excess of four bursts gets the host blocked; a right one loses only 5%. The
 factor shrinks every window's count (a cut rate also has a smaller burst);
 below one request per window it stretches the period instead.
 :meth:`RegistryRateLimiter.on_success` adds one request per shortest window
-back, once per window (additive increase), never above the configured limits:
-a host creeps back to the registry's limit and meets a 429 rarely.
+back, once per window (additive increase), never above the configured limits,
+but only ``recover_windows`` shortest windows after the last cut: every probe
+above what the registry admits costs a 429 and a pause of up to a window, so a
+host that probed every window would lose a third of its rate; probing every
+twentieth loses a few percent, and a host still creeps back to a limit that rose.
 :meth:`RegistryRateLimiter.pause` stops a registry host-wide until a time
 (Retry-After, LACNIC's "Rate Limit Notice"); requests already waiting for a
-slot check it again right before they go.
+slot check it again right before they go, and give their slot back when a
+pause grew over it (a slot nobody sends in would count against the window).
 
 Registries are independent: separate keys, separate reservations.
 """
@@ -131,7 +139,7 @@ class RateLimits:
         return ",".join([*parts, f"default={'+'.join(map(str, self.default))}"])
 
 
-# KEYS: log, adapt, pause. ARGV: now, margin, n, count1, period1, ...
+# KEYS: log, adapt, pause. ARGV: now, margin, n, count1, period1, ..., pace (1/0)
 # Returns {delay, cause, factor} as strings (Lua numbers would be truncated to integers).
 _RESERVE = """
 local now = tonumber(ARGV[1])
@@ -145,7 +153,8 @@ if newest and tonumber(newest) > t then
   t = tonumber(newest)
   cause = 'queue'
 end
-local maxcount, maxperiod = 1, 0
+local maxcount, maxperiod, gap = 1, 0, 0
+local pace = tonumber(ARGV[4 + 2 * n]) == 1
 for i = 0, n - 1 do
   -- the adapted rate shrinks the count (a smaller burst), never the period below the registry's window;
   -- below one request per window it stretches the period instead
@@ -156,6 +165,7 @@ for i = 0, n - 1 do
   period = period + margin
   if tonumber(ARGV[4 + 2 * i]) > maxcount then maxcount = tonumber(ARGV[4 + 2 * i]) end
   if period > maxperiod then maxperiod = period end
+  if period / count > gap then gap = period / count end
   local old = redis.call('LINDEX', KEYS[1], count - 1)
   if old then
     local ready = tonumber(old) + period
@@ -164,6 +174,11 @@ for i = 0, n - 1 do
       cause = 'window'
     end
   end
+end
+-- paced: grants at least period/count apart, so the registry never sees a burst it did not admit
+if pace and newest and tonumber(newest) + gap > t then
+  t = tonumber(newest) + gap
+  cause = 'pace'
 end
 local paused = tonumber(redis.call('HGET', KEYS[3], 'until') or '0')
 if paused >= t and paused > now then
@@ -175,7 +190,13 @@ t = tonumber(stamp)
 redis.call('LPUSH', KEYS[1], stamp)
 redis.call('LTRIM', KEYS[1], 0, maxcount - 1)
 redis.call('PEXPIRE', KEYS[1], math.ceil((maxperiod + t - now) * 1000) + 1000)
-return {string.format('%.6f', t - now), cause, tostring(factor)}
+return {string.format('%.6f', t - now), cause, tostring(factor), stamp}
+"""
+
+# KEYS: log. ARGV: stamp. Gives back a reservation that will not be used (a pause grew over it), so that
+# a slot nobody sends in does not count against the window.
+_RELEASE = """
+return redis.call('LREM', KEYS[1], 1, ARGV[1])
 """
 
 # KEYS: pause. ARGV: now, seconds, reason. Extends a pause, never shortens it.
@@ -191,7 +212,7 @@ end
 return string.format('%.6f', current)
 """
 
-# KEYS: adapt, ok. ARGV: now, decrease, min_factor, holdoff, ttl_ms, period, count, share.
+# KEYS: adapt, ok. ARGV: now, decrease, min_factor, holdoff, ttl_ms, period, count, share, recover.
 # Returns {factor, cut(0/1)}. The cut goes to what the registry admitted in its last window (``share`` of
 # the successes within ``period``; halved when none is known): a budget ten times too high converges in
 # one step, a right one loses only the share.
@@ -212,21 +233,42 @@ if admitted > 0 then
   cut = math.min(factor, learned)
 end
 local stamp = string.format('%.6f', now)
+local before = factor
 factor = math.max(tonumber(ARGV[3]), cut)
-redis.call('HSET', KEYS[1], 'factor', tostring(factor), 'cut_at', stamp, 'up_at', stamp)
+-- the first increase after a cut waits ``recover`` seconds: the cut rate is what the registry admits
+redis.call('HSET', KEYS[1], 'before', tostring(before), 'factor', tostring(factor), 'cut_at', stamp,
+           'up_at', string.format('%.6f', now + tonumber(ARGV[9]) - tonumber(ARGV[4])))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 return {tostring(factor), 1}
 """
 
-# KEYS: adapt, ok. ARGV: step, now, holdoff, keep, ttl_ms. Records the success; returns the factor.
-# Grows the factor by ``step`` at most once per ``holdoff`` (the shortest window), never above 1.
+# KEYS: adapt, ok. ARGV: step, now, holdoff, keep, ttl_ms, share, grace. Records the success; returns
+# the factor. Within ``grace`` of a cut, answers of requests sent before it still arrive: the factor rises
+# to ``share`` of the successes of the last window (never above its value before the cut), so a cut made
+# at the first 429, before the rest of the admitted burst had answered, does not undercount.
+# Otherwise grows the factor by ``step`` at most once per ``holdoff`` (the shortest window), never above 1.
 _SUCCESS = """
 local now = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
 redis.call('LPUSH', KEYS[2], string.format('%.6f', now))
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]))
 local current = redis.call('HGET', KEYS[1], 'factor')
 if not current then return '1' end
+local cut_at = tonumber(redis.call('HGET', KEYS[1], 'cut_at') or '-1e18')
+if now - cut_at < tonumber(ARGV[7]) then
+  local admitted = 0
+  for _, t in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+    if tonumber(t) > now - period then admitted = admitted + 1 end
+  end
+  local before = tonumber(redis.call('HGET', KEYS[1], 'before') or current)
+  local learned = math.min(before, tonumber(ARGV[6]) * admitted / tonumber(ARGV[4]))
+  if learned > tonumber(current) then
+    redis.call('HSET', KEYS[1], 'factor', tostring(learned))
+    return tostring(learned)
+  end
+  return current
+end
 local up_at = tonumber(redis.call('HGET', KEYS[1], 'up_at') or '-1e18')
 if now - up_at < tonumber(ARGV[3]) then return current end
 local factor = math.min(1, tonumber(current) + tonumber(ARGV[1]))
@@ -251,9 +293,9 @@ class RegistryRateLimiter:
                  key_prefix: str = "whoiscrawl:rate", *, clock: Callable[[], float] = time.time,
                  margin_s: float = 0.05, margin_ratio: float = 0.01, decrease: float = 0.5, increase: float = 1.0,
                  min_factor: float = 0.02, adapt_ttl_s: float = 86400.0, admitted_share: float = 0.95,
-                 stats: StatsCollector | None = None) -> None:
-        if not 0 < decrease < 1 or not 0 < min_factor <= 1 or increase <= 0:
-            raise ValueError("need 0 < decrease < 1, 0 < min_factor <= 1 and increase > 0")
+                 recover_windows: float = 20.0, pace: bool = True, stats: StatsCollector | None = None) -> None:
+        if not 0 < decrease < 1 or not 0 < min_factor <= 1 or increase <= 0 or recover_windows < 1:
+            raise ValueError("need 0 < decrease < 1, 0 < min_factor <= 1, increase > 0 and recover_windows >= 1")
         self.client = client
         self.host_id = host_id
         self.limits = limits or RateLimits.defaults()
@@ -266,11 +308,14 @@ class RegistryRateLimiter:
         self.min_factor = min_factor
         self.adapt_ttl_s = adapt_ttl_s
         self.admitted_share = admitted_share
+        self.recover_windows = recover_windows
+        self.pace = pace
         self.stats = stats if stats is not None else StatsCollector()
         self._reserve = client.register_script(_RESERVE)
         self._pause = client.register_script(_PAUSE)
         self._throttled = client.register_script(_THROTTLED)
         self._success = client.register_script(_SUCCESS)
+        self._release = client.register_script(_RELEASE)
 
     def _keys(self, registry: str) -> tuple[str, str, str]:
         # one hash tag per host and registry: the script's keys share a cluster slot
@@ -286,6 +331,10 @@ class RegistryRateLimiter:
     # --- reservations -----------------------------------------------------------------------
     def reserve(self, registry: str, now: float | None = None) -> float:
         """Reserve the registry's next slot for this host; return seconds to wait until it (>= 0)."""
+        return self._reserve_slot(registry, now)[0]
+
+    def _reserve_slot(self, registry: str, now: float | None = None) -> tuple[float, str]:
+        """Reserve the next slot; return the wait and the slot's stamp (to give it back)."""
         now = self.clock() if now is None else now
         windows = self.limits.for_registry(registry)
         args: list[float | int | str] = [repr(float(now)), repr(float(self.margin_s)), len(windows)]
@@ -293,21 +342,30 @@ class RegistryRateLimiter:
             # long windows get a proportional margin too: the registry's window may start a little
             # later than ours (its clock starts at the arrival of our first request)
             args += [w.count, repr(float(w.period_s) * (1.0 + self.margin_ratio))]
-        delay_text, cause, _factor = self._reserve(keys=self._keys(registry), args=args)
+        args.append(1 if self.pace else 0)
+        delay_text, cause, _factor, stamp = self._reserve(keys=self._keys(registry), args=args)
         delay = max(0.0, float(delay_text))
         cause = cause.decode() if isinstance(cause, bytes) else cause
         self.stats.count("ratelimit", registry, "granted")
         if delay > 0:
             self.stats.count("ratelimit", registry, "waited", cause)
             self.stats.count("ratelimit", registry, "waited_s", n=delay)
-        return delay
+        return delay, stamp.decode() if isinstance(stamp, bytes) else stamp
+
+    def release(self, registry: str, stamp: str) -> bool:
+        """Give back a reserved slot that will not be used; True if it was still in the log."""
+        log_key = self._keys(registry)[0]
+        released = bool(int(self._release(keys=[log_key], args=[stamp])))
+        if released:
+            self.stats.count("ratelimit", registry, "released")
+        return released
 
     async def acquire(self, registry: str) -> float:
         """Wait until this host may send one request to ``registry``; return the seconds waited."""
         started = time.monotonic()
         while True:
             now = self.clock()
-            delay = await asyncio.to_thread(self.reserve, registry, now)
+            delay, stamp = await asyncio.to_thread(self._reserve_slot, registry, now)
             if delay <= 0:
                 break
             await asyncio.sleep(delay)
@@ -316,6 +374,7 @@ class RegistryRateLimiter:
             if until is None or until <= now + delay + 1e-6:
                 break
             self.stats.count("ratelimit", registry, "repaused")
+            await asyncio.to_thread(self.release, registry, stamp)
         return time.monotonic() - started
 
     # --- pauses -------------------------------------------------------------------------------
@@ -342,7 +401,8 @@ class RegistryRateLimiter:
         _log, adapt, _pause = self._keys(registry)
         factor, cut = self._throttled(keys=[adapt, self._ok_key(registry)], args=[
             repr(float(now)), repr(self.decrease), repr(self.min_factor), repr(float(window.period_s)),
-            int(self.adapt_ttl_s * 1000), repr(float(window.period_s)), window.count, repr(self.admitted_share)])
+            int(self.adapt_ttl_s * 1000), repr(float(window.period_s)), window.count, repr(self.admitted_share),
+            repr(float(window.period_s * self.recover_windows))])
         self.stats.count("ratelimit", registry, "throttled")
         if int(cut):
             self.stats.count("ratelimit", registry, "rate_cut")
@@ -356,7 +416,12 @@ class RegistryRateLimiter:
         _log, adapt, _pause = self._keys(registry)
         return float(self._success(keys=[adapt, self._ok_key(registry)], args=[
             repr(self.increase / window.count), repr(float(now)), repr(float(window.period_s)), window.count,
-            int(self.adapt_ttl_s * 1000)]))
+            int(self.adapt_ttl_s * 1000), repr(self.admitted_share), repr(self._grace_s(window))]))
+
+    @staticmethod
+    def _grace_s(window: Window) -> float:
+        """How long after a cut answers of requests sent before it may still raise the learned rate."""
+        return min(window.period_s / 2, 5.0)
 
     def rate_factor(self, registry: str) -> float:
         """The share of the configured rate the host currently uses for ``registry`` (0..1]."""

@@ -93,10 +93,11 @@ CATALOG: tuple[Stat, ...] = (
          "continuation (neither failed nor lost)."),
     # --- the host's rate budget (ratelimit.RegistryRateLimiter)
     Stat("ratelimit/{registry}/granted", "Request slots granted."),
-    Stat("ratelimit/{registry}/waited/{reason}", "Slots granted after a wait, by cause: `window`, `queue`, `pause`."),
+    Stat("ratelimit/{registry}/waited/{reason}", "Slots granted after a wait, by cause: `window`, `queue`, `pace`, `pause`."),
     Stat("ratelimit/{registry}/waited_s", "Seconds slots waited for the budget (sum).", unit="s"),
     Stat("ratelimit/{registry}/paused/{reason}", "Host-wide pauses set, by reason (`retry-after`, `rate-limit-notice`)."),
     Stat("ratelimit/{registry}/repaused", "Slots that, once due, met a pause set after their reservation."),
+    Stat("ratelimit/{registry}/released", "Reserved slots given back unused (a pause grew over them)."),
     Stat("ratelimit/{registry}/throttled", "Throttle answers reported to the adaptive rate."),
     Stat("ratelimit/{registry}/rate_cut", "Times the adaptive rate was cut for the host."),
     # --- the known-network index (netindex.KnownNetworkIndex)
