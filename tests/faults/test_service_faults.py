@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -54,6 +55,45 @@ def test_rate_budgets_survive_a_replica_full_resync(redis_master, redis_replica,
     # the master's is whole: the pause and the window hold
     assert on_master.paused_until("lacnic") == pytest.approx(now + 3600, abs=1)
     assert on_master.reserve("lacnic", now) >= 3599
+
+
+def test_a_replica_stopped_mid_crawl_costs_only_reads_from_the_master(universe, fault_harness, clean_faults,
+                                                                       redis_flush, tmp_path):
+    """The host's replica stops while the crawl runs: index reads fall back to the master, nothing is lost."""
+    master = redis_flush
+    replica = RedisServer(tmp_path / "replica", free_port(), replicaof=(master.host, master.port),
+                          replica_read_only=False, die_with_parent=True).start(timeout_s=10)
+    addrs = sample_addresses(universe, 600, seed=31)
+    before = clean_faults.stats()["requests"]
+    done: dict = {}
+
+    def crawl() -> None:
+        try:
+            done["outcome"], done["crawler"] = fault_harness.run(addrs, run_key=key, replica=replica.client(),
+                                                                 HTTP_CONCURRENCY_PER_REGISTRY=1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            done["error"] = exc
+
+    key = f"replica-{uuid.uuid4().hex[:8]}"
+    try:
+        replica.wait_master_link(timeout_s=10)
+        worker = threading.Thread(target=crawl)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while clean_faults.stats()["requests"] - before < 40 and worker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker.is_alive(), "the crawl ended before the replica could be stopped"
+        replica.stop(timeout_s=10)
+        worker.join(timeout=120)
+    finally:
+        replica.stop(timeout_s=5)
+    assert "error" not in done, done.get("error")
+    outcome, crawler = done["outcome"], done["crawler"]
+    assert crawler.stats["index/all/replica_fallback"] >= 1
+    assert set(outcome.failed_by_reason) <= {"not_found", "no_registry"}, outcome.failed_by_reason
+    assert outcome.deferred == 0
+    figures = check_nothing_lost(universe, addrs, [outcome], fault_harness.records(key))
+    print("replica stopped:", figures, "fallback reads", crawler.stats["index/all/replica_fallback"])
 
 
 def test_a_killed_master_restarts_with_its_index_and_run_state(tmp_path):

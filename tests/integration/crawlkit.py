@@ -60,7 +60,9 @@ class CrawlHarness:
         self.broker = broker
         self.bootstrap = bootstrap
 
-    def run(self, addrs: np.ndarray, run_key: str | None = None, index_key: str | None = None, **overrides: Any):
+    def run(self, addrs: np.ndarray, run_key: str | None = None, index_key: str | None = None,
+            replica=None, **overrides: Any):
+        """Crawl ``addrs``; the index reads ``replica`` (a client of the host's replica) when given."""
         from confluent_kafka import Producer
 
         from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
@@ -80,7 +82,7 @@ class CrawlHarness:
         tracker = DeliveryTracker(Producer({"bootstrap.servers": self.broker.bootstrap_servers,
                                             **PRODUCER_OVERRIDES}))
         stats = StatsCollector()
-        index = KnownNetworkIndex(client, client, key=index_key or f"whoiscrawl:run:{run_key}:known",
+        index = KnownNetworkIndex(client, replica or client, key=index_key or f"whoiscrawl:run:{run_key}:known",
                                   sync_interval_s=0.25, stats=stats)
         limiter = RegistryRateLimiter(client, f"host-{run_key}", config.rate_limit_table(), stats=stats)
         crawler = Crawler(bootstrap=Bootstrap(doc, where), index=index, limiter=limiter, tracker=tracker,
