@@ -28,17 +28,10 @@ import pytest
 from test_fleet import DAG_ID, RATE_LIMITS, Api, _free_ports, _run_cli, _skip_reason, _tail, fleet_network
 
 from whoiscrawl.devtools.services.moto_server import MotoServer, aws_connection_uri
-from whoiscrawl.orchestration.fleet.worker_boot import celery_hostname
+from whoiscrawl.orchestration.fleet.worker_boot import WORKER_CONFIG_KEY, celery_hostname
 from whoiscrawl.settings import PREFIX, PROJECT_ROOT, Settings
 
-pytestmark = [
-    pytest.mark.integration, pytest.mark.fleet, pytest.mark.timeout(1800),
-    # Since the cluster requires logins (docs/security.md), a worker booting from this user-data cannot
-    # join: worker_boot neither gives its replica the master's replication login nor its local replica
-    # the crawl and admin users. Open work of the EC2 issue; it passed before the logins came.
-    pytest.mark.skip(reason="EC2 user-data carries no Redis credentials yet: worker_boot cannot join a "
-                            "cluster that requires logins"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.fleet, pytest.mark.timeout(1800)]
 
 REGION = "us-east-1"
 BOOT_INDEX = 2
@@ -62,7 +55,7 @@ def one_host_fleet(tmp_path_factory) -> Iterator[tuple]:
     ports = {n: os.environ.get(PREFIX + n) for n in names}
     free = iter(_free_ports(len(names)))
     overrides = {n: ports[n] or next(free) for n in names}
-    overrides.update({"HOME": str(home), "FLEET_ID": fleet_id, "FLEET_SUBNET": subnet,
+    overrides.update({"HOME": str(home), "FLEET_ID": fleet_id, "FLEET_SUBNET": subnet, "OUTPUT_BASE_DIR": str(home),
                       "SIM_BASE_PORT": os.environ.get(PREFIX + "SIM_BASE_PORT") or _free_ports(6, consecutive=True)[0]})
     env = {k: v for k, v in os.environ.items() if not k.startswith((PREFIX, "AIRFLOW"))}
     env.update({PREFIX + k: str(v) for k, v in overrides.items()})
@@ -97,7 +90,9 @@ print("STATE=" + json.dumps(state))
 def test_the_user_data_the_provider_sends_joins_the_fleet_and_crawls_a_chunk(one_host_fleet):
     local, env, home, log, moto = one_host_fleet
     coordinator = local.coordinator
-    aws_env = {**local.coordinator_env(), "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_uri(moto.endpoint_url, REGION)}
+    # the fleet's own settings (ports, home), as the processes `fleet up` started have them
+    aws_env = {**local.coordinator_env(), **{k: v for k, v in env.items() if k.startswith(PREFIX)},
+               "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_uri(moto.endpoint_url, REGION)}
 
     # 1. the coordinator's provision: the workers' config to Redis, one spot worker from an existing image
     from whoiscrawl.orchestration.aws import ec2_client
@@ -121,6 +116,11 @@ def test_the_user_data_the_provider_sends_joins_the_fleet_and_crawls_a_chunk(one
     finally:
         del os.environ["AIRFLOW_CONN_AWS_DEFAULT"]
     assert user_data.startswith("#!/bin/bash") and coordinator in user_data
+    # the one secret it carries is the Celery broker's login; the crawl, replica and admin ones come from Redis
+    creds = local.credentials()
+    assert creds.redis_celery in user_data
+    assert not any(secret in user_data for secret in (creds.redis_admin, creds.redis_crawl, creds.redis_replica,
+                                                      creds.kafka_admin, creds.kafka_crawl))
 
     # 2. that exact script, as root, on a fresh host that knows nothing else
     script = home / "user-data.sh"
@@ -138,6 +138,14 @@ def test_the_user_data_the_provider_sends_joins_the_fleet_and_crawls_a_chunk(one
                                              f"workers {seen}\n{_tail(home / 'booted' / 'boot.log')}")
         time.sleep(3)
 
+    assert (home / "booted" / "join.json").stat().st_mode & 0o777 == 0o600
+    import redis
+
+    crawl_user = redis.Redis(host=coordinator, port=int(local.settings.REDIS_PORT), username="crawl",
+                             password=creds.redis_crawl)
+    with pytest.raises(redis.exceptions.NoPermissionError):  # the fleet's secrets are not the crawl's to read
+        crawl_user.get(WORKER_CONFIG_KEY)
+
     # 3. it crawls: the only worker on the queue takes the run's one chunk
     from whoiscrawl.devtools.stack import connection_env
 
@@ -154,7 +162,7 @@ def test_the_user_data_the_provider_sends_joins_the_fleet_and_crawls_a_chunk(one
     run_id = f"ec2_boot_{uuid.uuid4().hex[:8]}"
     conf = {"limit": 300, "chunks": 1, "random_seed": 2018, "rate_limits": RATE_LIMITS, "fleet": "celery",
             "bootstrap": connection_env(local.settings)[PREFIX + "SIM_BOOTSTRAP_URL"],
-            "output_dir": str(home / "out")}
+            "output_dir": str(home / "out"), "strategy": "classic"}
     trigger = _run_cli(["airflow", "dags", "trigger", DAG_ID, "--run-id", run_id, "-c", json.dumps(conf)], env, log, 300)
     assert trigger.returncode == 0, _tail(log)
     deadline = time.monotonic() + RUN_TIMEOUT_S

@@ -9,7 +9,8 @@ import pytest
 from whoiscrawl.orchestration.fleet import FleetError
 from whoiscrawl.orchestration.fleet import celery as celery_fleet
 from whoiscrawl.orchestration.fleet.ec2 import Ec2Options, Ec2Provider, builder_user_data, worker_user_data
-from whoiscrawl.orchestration.fleet.worker_boot import celery_hostname, own_address, replica_argv, worker_env
+from whoiscrawl.orchestration.fleet.worker_boot import (celery_hostname, own_address, read_join_file, replica_server,
+                                                        worker_env)
 from whoiscrawl.settings import Settings
 
 PARAMS = {"run": "r1", "ec2_coordinator": "10.1.2.3", "ec2_base_ami_id": "ami-1", "ec2_project_url": "https://x/p.tgz"}
@@ -67,6 +68,28 @@ def test_the_boot_takes_the_published_config_and_adds_only_what_is_its_own(tmp_p
     assert env["WHOISCRAWL_REDIS_REPLICA_URL"] == "redis://127.0.0.1:2222/0"
     assert env["WHOISCRAWL_HOST_ADDRESS"] == "10.0.0.5" and env["WHOISCRAWL_HOST_ID"] == "whoiscrawl-10-0-0-5"
     assert own_address("127.0.0.1", 9) == "127.0.0.1"
-    argv = replica_argv("redis-server", "10.1.2.3", 1, 2222, tmp_path)
-    assert argv[argv.index("--replicaof") + 1:argv.index("--replicaof") + 3] == ["10.1.2.3", "1"]
-    assert argv[argv.index("--bind") + 1] == "127.0.0.1"
+    lines = replica_server(config, "10.1.2.3", 1, 2222, tmp_path).config_lines()
+    assert "replicaof 10.1.2.3 1" in lines and "bind 127.0.0.1" in lines
+    assert not any(line.startswith(("user ", "masterauth")) for line in lines)  # a cluster without logins
+
+
+def test_the_boot_gives_its_replica_the_published_logins_and_keeps_them_private(tmp_path: Path):
+    config = {"env": {}, "queue": "q", "concurrency": 1, "redis": {"crawl": "c-pw", "replica": "r-pw"},
+              "settings": {"BOOTSTRAP_URL_ALLOWLIST": "http://10.1.2.3:8", "REDIS_URL": "redis://elsewhere"}}
+    server = replica_server(config, "10.1.2.3", 1, 2222, tmp_path / "redis")
+    lines = server.config_lines()
+    assert "masteruser replica" in lines and "masterauth r-pw" in lines
+    assert any(line.startswith("user crawl on >c-pw ~whoiscrawl:*") or
+               (line.startswith("user crawl on >c-pw") and "~whoiscrawl:*" in line) for line in lines)
+    assert "user default off resetpass resetkeys resetchannels -@all" in lines
+    admin = next(line for line in lines if line.startswith("user admin on >"))
+    other = replica_server(config, "10.1.2.3", 1, 2222, tmp_path / "other").config_lines()
+    assert admin not in other  # the local admin password is made per boot
+    path = server.write_config()
+    assert path.stat().st_mode & 0o777 == 0o600
+    env = worker_env(config, "10.0.0.5", 2222, tmp_path)
+    assert env["WHOISCRAWL_BOOTSTRAP_URL_ALLOWLIST"] == "http://10.1.2.3:8"
+    assert env.get("WHOISCRAWL_REDIS_URL") != "redis://elsewhere"  # only the confinement settings are taken
+    join = tmp_path / "join.json"
+    join.write_text('{"user": "celery", "password": "b-pw"}')
+    assert read_join_file(join) == ("celery", "b-pw") and read_join_file(None) is None

@@ -106,6 +106,8 @@ def connection_env(settings: Settings) -> dict[str, str]:
                                              **creds.kafka_client("crawl")}}
     env = {
         "AIRFLOW_CONN_REDIS_DEFAULT": f"redis://crawl:{creds.redis_crawl}@{host}:{settings.REDIS_PORT}/0",
+        # the login a worker host's replica links with; only the EC2 provider reads it (for the workers' config)
+        "AIRFLOW_CONN_REDIS_REPLICATION": f"redis://replica:{creds.redis_replica}@{host}:{settings.REDIS_PORT}/0",
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(kafka, separators=(",", ":")),
     }
     try:

@@ -60,6 +60,27 @@ def _local_credentials(settings: Settings):
     return ClusterCredentials.load_or_create(settings.home)
 
 
+def redis_login(conn_id: str) -> tuple[str, str] | None:
+    """(user, password) of a Redis connection, or None when it is not defined or has no password."""
+    def read() -> tuple[str, str] | None:
+        from airflow.providers.redis.hooks.redis import RedisHook
+
+        conn = RedisHook.get_connection(conn_id)
+        return (conn.login or "default", conn.password) if conn.password else None
+
+    return _from_airflow(read)
+
+
+def url_login(url: str) -> tuple[str, str] | None:
+    """(user, password) named by a ``redis://user:password@host`` URL, or None."""
+    from urllib.parse import unquote
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return None
+    return unquote(parts.username or "default"), unquote(parts.password)
+
+
 def master_url(settings: Settings, conn_id: str = "redis_default", local_fallback: bool = False) -> str:
     """URL of the Redis master; ``local_fallback``: the local stack's when the connection is missing."""
     if settings.REDIS_URL:

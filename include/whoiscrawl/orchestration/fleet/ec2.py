@@ -21,9 +21,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from whoiscrawl.orchestration.aws import AwsError, ec2_client, tag_filter, wait
+from whoiscrawl.orchestration.connections import url_login
 from whoiscrawl.orchestration.fleet import celery as celery_fleet
 from whoiscrawl.orchestration.fleet.base import FleetError, FleetProvider
-from whoiscrawl.orchestration.fleet.worker_boot import WORKER_CONFIG_KEY, celery_hostname
+from whoiscrawl.orchestration.fleet.worker_boot import WORKER_CONFIG_KEY, WORKER_SETTINGS, celery_hostname
 from whoiscrawl.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,33 +121,75 @@ poweroff
 """
 
 
-def worker_user_data(opts: Ec2Options, settings: Settings) -> str:
-    """Join the coordinator's fleet at boot; the same script for every worker, nothing per host."""
+def worker_user_data(opts: Ec2Options, settings: Settings, broker_login: tuple[str, str] | None = None) -> str:
+    """Join the coordinator's fleet at boot; the same script for every worker, nothing per host.
+
+    ``broker_login``: the Celery broker's Redis login, the one secret the script carries (EC2 keeps
+    user-data readable from the instance's metadata service: docs/security.md). It goes to a 0600 file
+    that only the boot reads, never to a command line.
+    """
     q = shlex.quote
+    join = f"{opts.work_dir}/join.json"
     boot = [f"{opts.install_dir}/.venv/bin/python", "-m", "whoiscrawl.orchestration.fleet.worker_boot",
             "--coordinator", opts.coordinator, "--redis-port", str(settings.REDIS_PORT),
-            "--replica-port", str(settings.REPLICA_PORT), "--work-dir", opts.work_dir]
+            "--replica-port", str(settings.REPLICA_PORT), "--work-dir", opts.work_dir, "--join-file", join]
+    user, password = broker_login or ("", "")
+    login = json.dumps({"user": user, "password": password})
     return f"""#!/bin/bash
 # whoiscrawl worker: a Redis replica of the coordinator and a Celery worker, started once the
 # coordinator's config is in Redis (worker_boot waits and retries).
 set -eu
+umask 077
 mkdir -p {q(opts.work_dir)}
+cat > {q(join)} <<'WHOISCRAWL_JOIN'
+{login}
+WHOISCRAWL_JOIN
 setsid nohup {' '.join(q(a) for a in boot)} >> {q(opts.work_dir + '/boot.log')} 2>&1 < /dev/null &
 """
 
 
-def publish_worker_config(master, settings: Settings) -> dict[str, Any]:
-    """The coordinator's Airflow settings that workers need, written to Redis for their boot to read."""
+def broker_url() -> str:
+    """The Celery broker's URL from this process's Airflow configuration (workers use the same)."""
     from airflow.configuration import conf
+
+    return conf.get("celery", "broker_url")
+
+
+def broker_client(url: str):
+    """The coordinator's Redis (database 0) with the broker's login: the worker config lives there."""
+    from urllib.parse import urlsplit
+
+    import redis
+
+    parts = urlsplit(url)
+    login = url_login(url)
+    auth = {"username": login[0], "password": login[1]} if login else {}
+    return redis.Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=0, socket_timeout=10,
+                       socket_connect_timeout=5, **auth)
+
+
+def publish_worker_config(settings: Settings) -> dict[str, Any]:
+    """The coordinator's settings and logins that workers need, written to Redis for their boot to read."""
+    from airflow.configuration import conf
+
+    from whoiscrawl.orchestration.connections import master_url, redis_login
 
     env = {}
     for section, key in WORKER_AIRFLOW_CONFIG:
         value = conf.get(section, key, fallback=None)
         if value not in (None, ""):
             env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = str(value)
+    crawl = url_login(master_url(settings))
+    replica = redis_login("redis_replication")
     config = {"env": env, "queue": conf.get("operators", "default_queue"),
-              "concurrency": int(settings.WORKER_CONCURRENCY)}
-    master.set(WORKER_CONFIG_KEY, json.dumps(config))
+              "concurrency": int(settings.WORKER_CONCURRENCY),
+              "redis": {"crawl": crawl[1] if crawl else None, "replica": replica[1] if replica else None},
+              "settings": {name: getattr(settings, name) for name in WORKER_SETTINGS if getattr(settings, name)}}
+    client = broker_client(broker_url())
+    try:
+        client.set(WORKER_CONFIG_KEY, json.dumps(config))
+    finally:
+        client.close()
     return config
 
 
@@ -216,7 +259,7 @@ class Ec2Provider(FleetProvider):
         # an earlier try of this task may have left workers: release them (a baked image is reused)
         self.release(ec2, opts.run, keep_image=True, poll_s=opts.poll_s, quiet=True)
         try:
-            publish_worker_config(notes.master, self.settings)
+            publish_worker_config(self.settings)
             state["security_group_id"] = self._security_group(ec2, opts, notes)
             state["image_id"] = self._image(ec2, opts, notes)
             state["workers"] = self._launch_workers(ec2, opts, state, notes)
@@ -326,7 +369,8 @@ class Ec2Provider(FleetProvider):
         """What every worker is launched with: the image, the type, the group and the join script."""
         spec: dict[str, Any] = {
             "ImageId": state["image_id"], "InstanceType": opts.instance_type,
-            "UserData": base64.b64encode(worker_user_data(opts, self.settings).encode()).decode("ascii")}
+            "UserData": base64.b64encode(worker_user_data(opts, self.settings, url_login(broker_url())).encode()
+                                         ).decode("ascii")}
         if opts.subnet_id:
             spec["NetworkInterfaces"] = [{"DeviceIndex": 0, "SubnetId": opts.subnet_id,
                                           "Groups": [state["security_group_id"]]}]

@@ -2,12 +2,20 @@
 
 This is what an EC2 worker's user-data runs (``python -m
 whoiscrawl.orchestration.fleet.worker_boot``). The host needs no settings of
-its own: it knows the coordinator's address and ports, finds its own address
-as the source of its route to the coordinator, and waits, retrying, until the
-coordinator has published the fleet's Airflow configuration in Redis
-(:data:`WORKER_CONFIG_KEY`, written by the EC2 provider's ``provision``).
-It then stays in the foreground as the supervisor of both processes: either
-one that exits is started again.
+its own: it knows the coordinator's address and ports and one login, the
+Celery broker's (every worker needs it anyway; the user-data writes it to a
+0600 file, never to a command line), finds its own address as the source of
+its route to the coordinator, and waits, retrying, until the coordinator has
+published the fleet's configuration in Redis (:data:`WORKER_CONFIG_KEY`,
+written by the EC2 provider's ``provision``). That key lies outside the crawl
+user's ``whoiscrawl:*`` keys: a crawl task cannot read the fleet's secrets.
+
+The configuration names the Redis logins of the host's replica: it logs in to
+the master as ``replica``, and knows the master's ``crawl`` user (the host's
+crawl tasks use the same login for both) and a local ``admin`` whose password
+is made at boot and kept only in the replica's 0600 config. The boot then
+stays in the foreground as the supervisor of both processes: either one that
+exits is started again.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -25,12 +34,17 @@ from typing import Sequence
 
 import redis
 
+from whoiscrawl.devtools.credentials import REDIS_RULES
+from whoiscrawl.devtools.services.redis_server import RedisServer, find_redis_server
 from whoiscrawl.settings import PREFIX, PROJECT_ROOT
 
 log = logging.getLogger("whoiscrawl.worker_boot")
 
-#: Where the coordinator publishes ``{"env": {...}, "queue": ..., "concurrency": ...}`` for worker hosts.
-WORKER_CONFIG_KEY = "whoiscrawl:fleet:worker_config"
+#: Where the coordinator publishes ``{"env", "queue", "concurrency", "redis"}`` for worker hosts: outside
+#: the crawl user's ``whoiscrawl:*`` keys, written and read with the Celery broker's login.
+WORKER_CONFIG_KEY = "whoiscrawl-fleet:worker_config"
+#: The coordinator's settings a worker takes over (the same confinement on every host).
+WORKER_SETTINGS = ("BOOTSTRAP_URL_ALLOWLIST", "SEED_BASE_DIR", "OUTPUT_BASE_DIR")
 RETRY_S = 5.0
 
 
@@ -50,31 +64,49 @@ def celery_hostname(address: str) -> str:
     return f"{host_name(address)}@{address}"
 
 
-def replica_argv(redis_server: str, coordinator: str, redis_port: int, replica_port: int, data_dir: Path) -> list[str]:
-    return [redis_server, "--port", str(replica_port), "--bind", "127.0.0.1", "--replicaof", coordinator,
-            str(redis_port), "--replica-read-only", "no", "--save", "", "--appendonly", "no",
-            "--dir", str(data_dir), "--protected-mode", "no"]
+def read_join_file(path: Path | None) -> tuple[str, str] | None:
+    """The broker login the user-data left (``{"user", "password"}``, mode 0600), or None without one."""
+    if path is None:
+        return None
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return (data["user"], data["password"]) if data.get("password") else None
 
 
-def wait_config(replica_port: int, master: tuple[str, int]) -> dict:
-    """The published worker config: from the local replica once synced (else the master), retried forever."""
-    clients = [redis.Redis(port=replica_port, socket_timeout=5, socket_connect_timeout=2),
-               redis.Redis(host=master[0], port=master[1], socket_timeout=5, socket_connect_timeout=5)]
+def wait_config(master: tuple[str, int], login: tuple[str, str] | None) -> dict:
+    """The published worker config, from the coordinator's Redis, retried until it is there."""
+    auth = {"username": login[0], "password": login[1]} if login else {}
+    client = redis.Redis(host=master[0], port=master[1], socket_timeout=5, socket_connect_timeout=5, **auth)
     while True:
-        for client in clients:
-            try:
-                raw = client.get(WORKER_CONFIG_KEY)
-            except (redis.RedisError, OSError):
-                continue
-            if raw:
-                return json.loads(raw)
+        try:
+            raw = client.get(WORKER_CONFIG_KEY)
+        except (redis.RedisError, OSError) as exc:
+            log.info("coordinator %s:%d not answering yet (%s)", *master, type(exc).__name__)
+            raw = None
+        if raw:
+            return json.loads(raw)
         log.info("no %s in Redis yet (coordinator %s:%d); retrying in %g s", WORKER_CONFIG_KEY, *master, RETRY_S)
         time.sleep(RETRY_S)
+
+
+def replica_server(config: dict, coordinator: str, redis_port: int, replica_port: int, data_dir: Path) -> RedisServer:
+    """The host's replica: the master's ``crawl`` user and a local ``admin``; ``replica`` towards the master."""
+    logins = config.get("redis") or {}
+    users, auth, masterauth = [], None, None
+    if logins.get("crawl"):
+        local_admin = secrets.token_urlsafe(24)
+        users = [f"crawl on >{logins['crawl']} {REDIS_RULES['crawl']}", f"admin on >{local_admin} {REDIS_RULES['admin']}"]
+        auth = ("admin", local_admin)
+    if logins.get("replica"):
+        masterauth = ("replica", logins["replica"])
+    return RedisServer(data_dir, replica_port, bind="127.0.0.1", replicaof=(coordinator, redis_port),
+                       replica_read_only=False, users=users, auth=auth, masterauth=masterauth)
 
 
 def worker_env(config: dict, address: str, replica_port: int, work_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
     env.update(config["env"])
+    env.update({PREFIX + name: str(value) for name, value in (config.get("settings") or {}).items()
+                if name in WORKER_SETTINGS})
     env.update({
         "AIRFLOW_HOME": str(work_dir / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
@@ -95,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--redis-port", type=int, required=True)
     parser.add_argument("--replica-port", type=int, required=True)
     parser.add_argument("--work-dir", type=Path, required=True, help="logs, replica data, AIRFLOW_HOME")
-    parser.add_argument("--redis-server", default="redis-server")
+    parser.add_argument("--join-file", type=Path, help="0600 JSON with the Celery broker's Redis login")
+    parser.add_argument("--redis-server", default=None, help="redis-server binary (default: found on PATH)")
     return parser
 
 
@@ -112,9 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.info("no route to %s yet (%s); retrying", args.coordinator, exc)
             time.sleep(RETRY_S)
     log.info("host %s joins the fleet of %s", address, args.coordinator)
-    replica_cmd = replica_argv(args.redis_server, args.coordinator, args.redis_port, args.replica_port, work / "redis")
+    config = wait_config((args.coordinator, args.redis_port), read_join_file(args.join_file))
+    server = replica_server(config, args.coordinator, args.redis_port, args.replica_port, work / "redis")
+    replica_cmd = [args.redis_server or find_redis_server(), str(server.write_config())]
     replica = subprocess.Popen(replica_cmd, stdin=subprocess.DEVNULL)
-    config = wait_config(args.replica_port, (args.coordinator, args.redis_port))
     env = worker_env(config, address, args.replica_port, work)
     worker_cmd = [str(Path(sys.executable).with_name("airflow")), "celery", "worker",
                   "--celery-hostname", celery_hostname(address), "--queues", str(config["queue"]),
