@@ -132,7 +132,8 @@ def test_planned_crawl_resolves_every_seed_address_to_its_most_specific_network(
         arin_ripe = [it for it in items if it["registry"] in ("arin", "ripencc")][:40]
         others = [it for it in items if it["registry"] not in ("arin", "ripencc")][:40]
         asyncio.run(run.executor().run_plan(arin_ripe + others))
-        outcome = asyncio.run(run.executor().run_seed(addrs, run.tree()))
+        seed_pass = run.executor()
+        outcome = asyncio.run(seed_pass.run_seed(addrs, run.tree()))
     assert outcome.skipped + outcome.looked_up + outcome.failed == len(addrs)
     assert outcome.skipped > 0 and outcome.looked_up > 0  # some answered from the plan, some looked up
     truth = universe.lookup_many(addrs)
@@ -144,3 +145,6 @@ def test_planned_crawl_resolves_every_seed_address_to_its_most_specific_network(
     assert np.array_equal(tree.ends[ms[held]], universe.ends[truth[held]].astype(np.int64))
     assert set(outcome.failed_by_reason) <= {"not_found", "no_registry"}
     assert outcome.failed == int((~held).sum())
+    # each failed address is kept with its reason (addresses.parquet says why it has no network)
+    assert sorted(a for a, _r in seed_pass.failures) == sorted(int(a) for a in addrs[~held])
+    assert sum(1 for _a, r in seed_pass.failures if r == "not_found") == outcome.failed_by_reason.get("not_found", 0)

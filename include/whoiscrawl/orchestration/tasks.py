@@ -323,8 +323,8 @@ def crawl_seed_planned(descriptor: dict[str, Any], attempt: int = 1) -> dict[str
     _cluster_cfg, run_state, _config = read_run(master, key, wait_s=5)
     tree = NetworkTree.from_redis(master, runstate.index_key(key, int(run_state.get("attempt", 0))))  # every walk's
     outcome = asyncio.run(executor.run_seed(addrs, tree))
-    # per-address failures are not kept by the planned seed pass yet: its failed addresses show as not found
-    chunk_store.write_chunk_result(master, key, int(run_state.get("attempt", 0)), outcome.as_dict(), [])
+    chunk_store.write_chunk_result(master, key, int(run_state.get("attempt", 0)), outcome.as_dict(),
+                                   executor.failures)
     log.info("chunk %d (planned): %d addresses, %d answered from the plan, %d looked up, %d failed %s in %.1fs",
              outcome.chunk, outcome.addresses, outcome.skipped, outcome.looked_up, outcome.failed,
              outcome.failed_by_reason, outcome.duration_s)

@@ -120,6 +120,8 @@ class PlanExecutor:
         self._delivered: set[Range] = set()
         self._pending = 0
         self._resolved: list[Range] = []
+        #: the seed pass's failed addresses, (address, reason)
+        self.failures: list[tuple[int, str]] = []
 
     # --- one request under the retry policy --------------------------------------------------
     async def _request(self, kind: str, addr: int, path: str | None = None, parse=None) -> Ok | Fail:
@@ -336,8 +338,12 @@ class PlanExecutor:
 
     # --- a seed chunk ----------------------------------------------------------------------------
     async def run_seed(self, addrs: np.ndarray, tree: NetworkTree) -> ChunkOutcome:
-        """Answer each address from the plan where its most specific network is known, look up the rest."""
+        """Answer each address from the plan where its most specific network is known, look up the rest.
+
+        The failed addresses and their reasons are kept in ``self.failures`` (for the chunk's record).
+        """
         started = time.monotonic()
+        self.failures.clear()
         addrs = np.asarray(addrs, dtype=np.uint32)
         total = len(addrs)
         self.resolved.sync()
@@ -357,6 +363,7 @@ class PlanExecutor:
                 service = self.router.route(addr)
                 if service is None:
                     reasons["no_registry"] += 1
+                    self.failures.append((int(addr), "no_registry"))
                     self.stats.count("address", None, "failed", "no_registry")
                     continue
                 self.stats.count("address", service.registry, "routed")
@@ -376,6 +383,7 @@ class PlanExecutor:
                         self._deliver(result.record, acked)
                     else:
                         reasons[result.reason] += 1
+                        self.failures.append((int(addr), result.reason))
                         self.stats.count("address", result.registry, "failed", result.reason)
 
             await asyncio.gather(*(worker(q) for q in queues.values()
