@@ -56,8 +56,8 @@ class Progress:
         if now - self._last_out >= (self.redraw_every_s if self.tty else self.log_every_s):
             self._emit(now)
 
-    def advance(self, n: int | float = 1) -> None:
-        self.update(self.done + n, self.note)
+    def advance(self, n: int | float = 1, note: str | None = None) -> None:
+        self.update(self.done + n, self.note if note is None else note)
 
     def close(self, message: str = "done") -> None:
         if self._closed:

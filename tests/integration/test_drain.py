@@ -60,7 +60,7 @@ def offsets(servers: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def test_reruns_retried_chunks_and_other_runs_add_no_row(kafka, tmp_path):
+def test_reruns_retried_chunks_and_other_runs_add_no_row(kafka, tmp_path, capsys):
     servers, topic = kafka.bootstrap_servers, f"results-{uuid.uuid4().hex[:6]}"
     create_topic(servers, topic, 3)
     produce(servers, topic, [record("older-run", i) for i in range(5)])  # an earlier run on the same topic
@@ -76,6 +76,10 @@ def test_reruns_retried_chunks_and_other_runs_add_no_row(kafka, tmp_path):
 
     first = drain(servers, topic, "run-a", start, tmp_path, seed_parts, failures)
     assert (first["messages"], first["distinct_networks"], first["duplicates"], first["other_runs"]) == (24, 20, 4, 7)
+    # not a terminal: plain progress lines, the range's every message counted (other runs' too)
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("drain: ")]
+    assert progress[0] == "drain: started (31 messages)", progress
+    assert progress[-1].startswith("drain: 24 records of the run, 4 duplicates: 31/31 messages"), progress
     nets = pq.read_table(tmp_path / "networks.parquet").to_pylist()
     assert sorted(n["handle"] for n in nets) == sorted(f"NET-{i}" for i in range(20))
     assert {n["run"] for n in nets} == {"run-a"}

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -128,6 +129,15 @@ class Api:
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
+
+    def raw(self, path: str, token: bool = True) -> tuple[int, Any]:
+        """(status, JSON) of any path of the api-server (a plugin's API), with or without the token."""
+        headers = {"Authorization": f"Bearer {self.token}"} if token else {}
+        try:
+            with urllib.request.urlopen(urllib.request.Request(self.base + path, headers=headers), timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
 
     def task_instances(self, run_id: str) -> list[dict]:
         return self.get(f"dagRuns/{run_id}/taskInstances", limit=200)["task_instances"]
@@ -394,6 +404,22 @@ def test_every_host_did_work(fleet: Fleet, fleet_run: FleetRun):
     assert set(hosts) == expected, hosts
     for host, counters in hosts.items():
         assert sum(counters.values()) > 0, (host, counters)
+
+
+def test_the_crawl_page_api_shows_every_host_of_the_fleet(fleet: Fleet, fleet_run: FleetRun):
+    """The "WHOIS crawl" page's JSON, from the fleet's api-server: every host, the metrics topic's totals."""
+    from whoiscrawl.crawl.telemetry import aggregate
+    from whoiscrawl.orchestration.ui.app import URL_PREFIX
+
+    status, figures = fleet.api.raw(f"{URL_PREFIX}/api/runs/{fleet_run.key}/figures")
+    assert status == 200
+    assert set(figures["hosts"]) == {fleet.local.host_id(i) for i in range(1, HOSTS + 1)}
+    expected = aggregate(_telemetry(fleet, fleet_run.key))
+    for name in ("Within Known CIDR Block", "Got WHOIS", "Failed to lookup WHOIS"):
+        assert figures["totals"][name] == expected[name], name
+    # a killed chunk's last report counts too, so at least every seed address (each once by its retry)
+    assert figures["addresses_done"] >= fleet_run.prepared["seed"]["count"]
+    assert fleet.api.raw(f"{URL_PREFIX}/api/runs/{fleet_run.key}/figures", token=False)[0] in (401, 403)
 
 
 def test_every_replica_caught_up_with_the_master(fleet: Fleet, fleet_run: FleetRun):

@@ -147,11 +147,15 @@ class ManagedProcess:
 
 def _wait(what: str, check: Callable[[], bool], timeout_s: float, detail: Callable[[], str] = lambda: "",
           poll_s: float = 1.0) -> None:
+    from whoiscrawl.progress import Progress
+
     deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() >= deadline:
-            raise FleetUpError(f"{what} not ready within {timeout_s:g} s\n{detail()}".rstrip())
-        time.sleep(poll_s)
+    with Progress(f"waiting for {what}", unit="checks") as progress:
+        while not check():
+            if time.monotonic() >= deadline:
+                raise FleetUpError(f"{what} not ready within {timeout_s:g} s\n{detail()}".rstrip())
+            time.sleep(poll_s)
+            progress.advance(note=f"at most {timeout_s:g} s")
 
 
 class LocalFleet:

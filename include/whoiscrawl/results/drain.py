@@ -22,6 +22,7 @@ import numpy as np
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.kafka_io import read_range, watermarks
 from whoiscrawl.errors import WhoiscrawlError
+from whoiscrawl.progress import Progress
 from whoiscrawl.results.chunks import finished_chunks
 from whoiscrawl.results.coverage import coverage_curve
 from whoiscrawl.results.datasets import ADDRESSES_PARQUET, NetworkWriter, address_table, write_table
@@ -112,8 +113,12 @@ def drain_run(consumer, topic: str, run: str, start: dict[int, int], out_dir: Pa
     drained = Drained()
     seen: set[tuple[str, str]] = set()
     writer = NetworkWriter(out_dir)
+    # every message of the range is read (other runs' too): that is the work to show
+    progress = Progress("drain", total=sum(max(0, high - start.get(p, 0)) for p, high in end.items()),
+                        unit="messages")
     try:
         for _key, value in read_range(consumer, topic, start, end):
+            progress.advance()
             record = parse_record(value)
             if record is None:
                 drained.invalid += 1
@@ -144,9 +149,11 @@ def drain_run(consumer, topic: str, run: str, start: dict[int, int], out_dir: Pa
             drained.query_int.append(row["query_int"] if row["query_int"] is not None else -1)
             drained.fetched_at.append(str(record.get("fetched_at") or ""))
         writer.close()
-    except BaseException:
+    except BaseException as exc:
         writer.abort()
+        progress.close(f"stopped ({type(exc).__name__})")
         raise
+    progress.close(f"{drained.messages:,} records of the run, {drained.duplicates:,} duplicates")
     log.info("drained %s", drained.summary())
     return drained
 
