@@ -158,3 +158,27 @@ def test_a_retention_gap_fails_loudly_and_writes_nothing(tmp_path_factory, tmp_p
         assert not out.exists() or not any(out.iterdir())
     finally:
         broker.stop(timeout_s=30)
+
+
+def test_the_metrics_reader_reads_only_what_is_new_with_one_consumer(kafka):
+    """The UI page and the demo's progress poll the metrics topic through one MetricsReader each."""
+    from whoiscrawl.orchestration.ui.figures import MetricsReader
+
+    servers, topic = kafka.bootstrap_servers, f"metrics-{uuid.uuid4().hex[:6]}"
+    create_topic(servers, topic, 2)
+    producer = Producer({"bootstrap.servers": servers})
+    for i in range(3):
+        producer.produce(topic, key=b"h", value=json.dumps({"reporter": f"r{i}", "timestamp": i}).encode())
+    producer.produce(topic, key=b"h", value=b"not json")
+    assert producer.flush(30) == 0
+    reader = MetricsReader({"bootstrap.servers": servers}, topic)
+    try:
+        assert sorted(r["reporter"] for r in reader.reports()) == ["r0", "r1", "r2"]
+        for i in range(3, 5):
+            producer.produce(topic, key=b"h", value=json.dumps({"reporter": f"r{i}", "timestamp": i}).encode())
+        assert producer.flush(30) == 0
+        consumer = reader._consumer
+        assert sorted(r["reporter"] for r in reader.reports()) == ["r0", "r1", "r2", "r3", "r4"]  # none twice
+        assert reader._consumer is consumer  # the same connection, poll after poll
+    finally:
+        reader.close()

@@ -52,13 +52,13 @@ def lookup_example(run_dir: Path) -> str | None:
     return found.column("address")[0].as_py() if found.num_rows else None
 
 
-def crawl_progress(kafka: dict[str, Any], since: float) -> tuple[int, int]:
-    """(addresses done, reporters) of the run that started reporting after ``since``, from the metrics topic."""
-    from whoiscrawl.crawl.config import RunConfig
+def crawl_progress(reader, since: float) -> tuple[int, int]:
+    """(addresses done, reporters) of the run that started reporting after ``since``, from the metrics topic
+    (``reader``: a :class:`~whoiscrawl.orchestration.ui.figures.MetricsReader`)."""
     from whoiscrawl.crawl.telemetry import aggregate
     from whoiscrawl.orchestration.ui import figures
 
-    reports = figures.read_reports(kafka, RunConfig.from_env().metrics_topic)
+    reports = reader.reports()
     runs = [r for r in figures.runs(reports) if r["first_report"] >= since]
     if not runs:
         return 0, 0
@@ -97,20 +97,29 @@ def run_dag(conf: dict[str, Any], output_dir: Path, what: str, settings: Setting
     started = time.time()
     log_path = settings.home / f"{what}-airflow.log"
     print(f"{what}: airflow dags test ipv4_whois_crawl -c '{json.dumps(conf)}'; log: {log_path}", flush=True)
+    from whoiscrawl.crawl.config import RunConfig
+    from whoiscrawl.orchestration.ui import figures
+
     kafka = json.loads(conn_env["AIRFLOW_CONN_KAFKA_DEFAULT"])["extra"]
+    reader = None
     with open(log_path, "w") as log, Progress(f"{what}", total=conf.get("limit"), unit="addresses") as progress:
         proc = subprocess.Popen([airflow_bin(), "dags", "test", "ipv4_whois_crawl", "-c", json.dumps(conf)],
                                 env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        while proc.poll() is None:
-            try:
-                done, reporters = crawl_progress(kafka, started)
-                progress.update(done, f"{reporters} crawl processes" if reporters else "preparing")
-            except Exception as exc:  # noqa: BLE001 - progress is best effort; the run's outcome is what counts
-                progress.update(progress.done, f"progress unavailable: {exc}")
-            try:
-                proc.wait(timeout=poll_s)
-            except subprocess.TimeoutExpired:
-                pass
+        try:
+            while proc.poll() is None:
+                try:
+                    reader = reader or figures.MetricsReader(kafka, RunConfig.from_env().metrics_topic)
+                    done, reporters = crawl_progress(reader, started)
+                    progress.update(done, f"{reporters} crawl processes" if reporters else "preparing")
+                except Exception as exc:  # noqa: BLE001 - progress is best effort; the run's outcome is what counts
+                    progress.update(progress.done, f"progress unavailable: {exc}")
+                try:
+                    proc.wait(timeout=poll_s)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            if reader is not None:
+                reader.close()
     report_path = newest_report(output_dir, started)
     if proc.returncode != 0 or report_path is None:
         tail = log_path.read_text(errors="replace").splitlines()[-40:]

@@ -34,6 +34,7 @@ class _Sources:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._reader: fig.MetricsReader | None = None
         self._reports: list[dict[str, Any]] = []
         self._read_at = float("-inf")
 
@@ -44,7 +45,14 @@ class _Sources:
 
         with self._lock:
             if time.monotonic() - self._read_at >= CACHE_S:
-                self._reports = fig.read_reports(kafka_config(Settings()), RunConfig.from_env().metrics_topic)
+                if self._reader is None:
+                    self._reader = fig.MetricsReader(kafka_config(Settings()), RunConfig.from_env().metrics_topic)
+                try:
+                    self._reports = list(self._reader.reports())
+                except Exception:
+                    self._reader.close()  # a broken connection: the next poll starts a fresh reader
+                    self._reader = None
+                    raise
                 self._read_at = time.monotonic()
             return self._reports
 

@@ -159,25 +159,49 @@ def figures(reports: list[dict[str, Any]], run: str, *, run_state: dict[str, Any
 
 
 # --- reading the sources --------------------------------------------------------------------
-def read_reports(kafka: dict[str, Any], topic: str) -> list[dict[str, Any]]:
-    """Every report on the metrics topic (a fresh consumer: the page never moves a group's offsets)."""
-    import uuid
+class MetricsReader:
+    """The metrics topic read with one consumer: each :meth:`reports` reads only what came since the last.
 
-    from whoiscrawl.crawl.kafka_io import make_consumer, read_all
+    Its own group id, offsets kept in the object, never committed: a reader never moves anyone's offsets.
+    A page that polls every few seconds (and the demo's progress) costs one connection, not one per poll.
+    """
 
-    consumer = make_consumer(kafka, group_id=f"whoiscrawl-ui-{uuid.uuid4().hex[:8]}")
-    try:
-        out = []
-        for _key, value in read_all(consumer, topic):
+    def __init__(self, kafka: dict[str, Any], topic: str) -> None:
+        import uuid
+
+        from whoiscrawl.crawl.kafka_io import make_consumer
+
+        self.topic = topic
+        self._consumer = make_consumer(kafka, group_id=f"whoiscrawl-ui-{uuid.uuid4().hex[:8]}")
+        self._next: dict[int, int] = {}
+        self._reports: list[dict[str, Any]] = []
+
+    def reports(self) -> list[dict[str, Any]]:
+        """Every report on the topic so far (the list grows; callers must not change it)."""
+        from whoiscrawl.crawl.kafka_io import end_offsets, read_range
+
+        ends = end_offsets(self._consumer, self.topic)
+        for _key, value in read_range(self._consumer, self.topic, {p: self._next.get(p, 0) for p in ends}, ends):
             try:
                 report = json.loads(value)
             except ValueError:
                 continue  # one bad record never hides the others
             if isinstance(report, dict):
-                out.append(report)
-        return out
+                self._reports.append(report)
+        self._next.update(ends)
+        return self._reports
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def read_reports(kafka: dict[str, Any], topic: str) -> list[dict[str, Any]]:
+    """Every report on the metrics topic, read once."""
+    reader = MetricsReader(kafka, topic)
+    try:
+        return list(reader.reports())
     finally:
-        consumer.close()
+        reader.close()
 
 
 def read_run_state(client, run: str) -> tuple[dict[str, Any] | None, int | None, bytes]:
