@@ -252,7 +252,7 @@ def test_a_recrawl_of_a_changed_simulator_reports_exactly_the_changes(stack_env,
     (tmp_path / "known.txt").write_text("".join(n["query"] + "\n" for n in known))
     cmd = [sys.executable, "-m", "whoiscrawl.simulator", "--host", "127.0.0.1", "--base-port", "0",
            "--scale", repr(SIM_SCALE), "--seed", str(SIM_SEED), "--cache-dir", str(Path(settings.HOME) / "sim" / "cache"),
-           "--bootstrap-out", str(tmp_path / "bootstrap.json"), "--mutate", "5:3",
+           "--bootstrap-out", str(tmp_path / "bootstrap.json"), "--mutate", "5:4",
            "--mutate-only", str(tmp_path / "known.txt"), "--mutations-out", str(tmp_path / "mutations.json")]
     sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -266,7 +266,7 @@ def test_a_recrawl_of_a_changed_simulator_reports_exactly_the_changes(stack_env,
             url = match.group(1) if match else None
         assert url, "".join(seen[-20:])
         mutations = json.loads((tmp_path / "mutations.json").read_text())
-        assert [m["op"] for m in mutations] == ["reassign", "transfer", "delete"]
+        assert [m["op"] for m in mutations] == ["reassign", "transfer", "delete", "split"]
         # a second simulator, on ports of its own: its origin is allowed for this run's bootstrap Param
         origin = url.split("/bootstrap/", 1)[0]
         full_env[PREFIX + "BOOTSTRAP_URL_ALLOWLIST"] = ",".join(
@@ -282,7 +282,7 @@ def test_a_recrawl_of_a_changed_simulator_reports_exactly_the_changes(stack_env,
         sim.wait(30)
     run_dir = next(p.parent for p in out.glob("*/coverage.json") if p.stat().st_mtime >= started)
     changes = [json.loads(x) for x in gzip.open(run_dir / "changes.jsonl.gz", "rt")]
-    kind = {"reassign": "changed", "transfer": "moved", "delete": "removed"}
+    kind = {"reassign": "changed", "transfer": "moved", "delete": "removed", "split": "split"}
     expected = sorted((kind[m["op"]], *(m["after"] or m["before"])) for m in mutations)
     # a deleted network's address now answers with its enclosing network: new, unless the first run knew it
     universe = build_universe(seed=SIM_SEED, scale=SIM_SCALE, cache_dir=Path(settings.HOME) / "sim" / "cache")
@@ -295,6 +295,10 @@ def test_a_recrawl_of_a_changed_simulator_reports_exactly_the_changes(stack_env,
     got = sorted((c["change"], c["registry"], c["handle"]) for c in changes)
     assert got == sorted(set(expected))
     assert all("country" in c["fields"] for c in changes if c["change"] == "changed")
+    # the split: the probe found one half, its follow-up the other, and the report names both parts
+    split = next(m for m in mutations if m["op"] == "split")
+    parts = next(c["parts"] for c in changes if c["change"] == "split")
+    assert [[p["registry"], p["handle"]] for p in parts] == split["parts"]
 
 
 #: Files of the stack's home that hold credentials on purpose (all 0600); nothing else may.

@@ -211,14 +211,15 @@ def test_changes_between_two_runs_name_exactly_what_changed(tmp_path):
             writer.write(r)
         writer.close()
     summary = write_changes(before, after)
-    assert {k: summary[k] for k in ("new", "removed", "changed", "moved")} == \
-        {"new": 2, "removed": 2, "changed": 1, "moved": 1}
+    assert {k: summary[k] for k in ("new", "removed", "changed", "moved", "split")} == \
+        {"new": 0, "removed": 1, "changed": 1, "moved": 1, "split": 1}
     assert summary["changed_fields"] == {"country": 1, "name": 1}
     lines = [json.loads(x) for x in gzip.open(after / "changes.jsonl.gz", "rt")]
     got = sorted((c["change"], c["handle"], tuple(c["fields"])) for c in lines)
     assert got == [("changed", "RENAMED", ("name", "country")), ("moved", "NET-T-LAC", ("registry", "handle", "name")),
-                   ("new", "SPLIT-A", ()), ("new", "SPLIT-B", ()),
-                   ("removed", "GOES", ()), ("removed", "SPLIT", ())]
+                   ("removed", "GOES", ()), ("split", "SPLIT", ())]
+    split = next(c for c in lines if c["change"] == "split")
+    assert [p["handle"] for p in split["parts"]] == ["SPLIT-A", "SPLIT-B"]
     same = write_changes(before, before)
     assert {k: same[k] for k in ("new", "removed", "changed", "moved")} == {"new": 0, "removed": 0, "changed": 0, "moved": 0}
 
@@ -245,3 +246,19 @@ def test_recrawl_plan_probes_each_network_with_the_query_that_found_it(tmp_path)
     assert len(full["gaps"]) == 2 and set(full["gaps"]) <= {I("9.0.0.1"), I("9.0.0.2"), I("9.0.0.3")}
     cut = plan(tmp_path, budget=2, gap_samples=0, random_seed=1)
     assert cut["probes"] == [I("8.8.8.8"), I("193.0.6.1")] and cut["gaps"] == []
+
+
+def test_a_narrower_answer_makes_the_recrawl_look_up_the_rest_of_the_old_range():
+    from whoiscrawl.results.recrawl import SplitFollowUps
+
+    old = (1000, 1255)  # a /24 that became 1000-1127 and 1128-1255
+    follow = SplitFollowUps({1200: old, 5000: (5000, 5255)})
+    assert follow(5000, 5000, 5255) == []  # unchanged
+    assert follow(5000, 4096, 8191) == []  # now answered by its parent (deleted): nothing to split
+    assert follow(1200, 1128, 1255) == [1000]  # the upper half came back: the lower half is next
+    assert follow(1000, 1000, 1127) == []  # covered now
+    assert follow(77, 0, 10) == []  # not a probe
+    three = SplitFollowUps({10: (0, 299)})
+    assert three(10, 0, 99) == [100] and three(100, 100, 199) == [200] and three(200, 200, 299) == []
+    bounded = SplitFollowUps({0: (0, 1023)}, max_per_network=2)
+    assert bounded(0, 0, 0) == [1] and bounded(1, 1, 1) == [2] and bounded(2, 2, 2) == []

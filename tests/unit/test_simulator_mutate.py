@@ -29,25 +29,37 @@ def reachable_rows(universe, regions: set[int]) -> list[dict]:
 def test_mutations_are_exactly_what_the_change_report_finds():
     pristine = small_universe()  # shared by other tests: never mutated
     universe = Universe(pristine.arrays(), pristine.seed, pristine.scale)  # mutate copies what it changes
-    changes = mutate(universe, 7, 30)
-    assert len(changes) == 30 and {c["op"] for c in changes} == {"reassign", "transfer", "delete"}
+    changes = mutate(universe, 7, 32)
+    assert len(changes) == 32 and {c["op"] for c in changes} == {"reassign", "transfer", "delete", "split"}
     regions = {c["start"] >> 16 for c in changes}  # every other network is untouched by construction
-    report = diff_networks(reachable_rows(pristine, regions), reachable_rows(universe, regions))
-    assert summarise(report) | {"changed_fields": None} == {"new": 0, "removed": 10, "changed": 10, "moved": 10,
-                                                             "changed_fields": None}
-    expected = sorted((c["op"], tuple(c["after"] or c["before"])) for c in changes)
-    kind = {"changed": "reassign", "moved": "transfer", "removed": "delete"}
+    before_rows = reachable_rows(pristine, regions)
+    report = diff_networks(before_rows, reachable_rows(universe, regions))
+    # a deleted network's addresses answer with its parent: new where nothing showed that parent before
+    reachable = {(r["registry"], r["handle"]) for r in before_rows}
+    surfaced = {(p.registry, p.handle) for p in (pristine.network(int(pristine.parents[c["index"]]))
+                                                 for c in changes if c["op"] == "delete")
+                if p.start >> 16 in regions} - reachable
+    assert summarise(report) | {"changed_fields": None} == {"new": len(surfaced), "removed": 8, "changed": 8,
+                                                             "moved": 8, "split": 8, "changed_fields": None}
+    expected = sorted([(c["op"], tuple(c["after"] or c["before"])) for c in changes] +
+                      [("surfaced", key) for key in surfaced])
+    kind = {"changed": "reassign", "moved": "transfer", "removed": "delete", "split": "split", "new": "surfaced"}
     assert sorted((kind[r["change"]], (r["registry"], r["handle"])) for r in report) == expected
-    assert all("country" in r["fields"] and set(r["fields"]) <= {"name", "country"}
-               for r in report if r["change"] == "changed")
-    for c in changes:
-        answer = universe.lookup(c["start"])
-        if c["op"] == "delete":
-            assert answer == int(universe.parents[c["index"]])  # the enclosing network answers again
-        else:
-            assert answer == c["index"] and universe.registry_of(answer) == c["after"][0]
-    again = Universe(pristine.arrays(), pristine.seed, pristine.scale)
-    assert mutate(again, 7, 30) == changes  # the same SEED:N changes the same networks
+    for change in (c for c in changes if c["op"] == "split"):
+        parts = next(r["parts"] for r in report if r["change"] == "split" and r["handle"] == change["before"][1])
+        assert [p["handle"] for p in parts] == [h for _r, h in change["parts"]]
+        # the halves answer for the addresses they hold, and tile the old range
+        low, high = (universe.lookup(change["start"]), universe.lookup(change["end"]))
+        assert low != high and universe.starts[low] == change["start"] and universe.ends[high] == change["end"]
+        assert universe.ends[low] + 1 == universe.starts[high]
+    # the universe stays consistent: sorted by start, every segment's network holds it
+    assert (np.diff(universe.starts.astype(np.int64)) >= 0).all()
+    held = universe._seg_net >= 0
+    seg = universe._seg_start[held].astype(np.int64)
+    nets = universe._seg_net[held]
+    assert ((universe.starts[nets] <= seg) & (seg <= universe.ends[nets])).all()
+    assert all(universe.parents[i] < 0 or universe.starts[universe.parents[i]] <= universe.starts[i]
+               for i in range(len(universe)))
 
 
 def test_bad_spec_is_refused():

@@ -32,7 +32,7 @@ import logging
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import aiohttp
 import numpy as np
@@ -70,6 +70,8 @@ class ChunkOutcome:
     stats: dict[str, int | float] = field(default_factory=dict)
     duration_s: float = 0.0
     host: str = ""
+    #: follow-up addresses (not of the seed) the chunk looked up, e.g. the rest of a re-checked network split
+    followed_up: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -83,8 +85,15 @@ class Crawler:
 
     def __init__(self, *, bootstrap: Bootstrap, index: Any, limiter: Any, tracker: DeliveryTracker,
                  config: RunConfig, run_key: str, chunk: int = 0, stats: StatsCollector | None = None,
-                 telemetry: TelemetryReporter | None = None, host: str = "") -> None:
+                 telemetry: TelemetryReporter | None = None, host: str = "",
+                 followups: Callable[[int, int, int], Iterable[int]] | None = None) -> None:
         self.router = Router(bootstrap)
+        #: ``followups(addr, start, end)``: more addresses to look up after ``addr`` answered with the
+        #: network ``start..end`` (a re-crawl's split networks); they are not seed addresses
+        self.followups = followups
+        self._follow_addrs: set[int] = set()
+        self._followed_up = 0
+        self._wakeups: dict[str, asyncio.Event] = {}
         self.index = index
         self.limiter = limiter
         self.tracker = tracker
@@ -115,12 +124,18 @@ class Crawler:
         self.stats.count("address", None, "skipped", "known_network", n=n)
 
     def _fail(self, reason: str, registry: str | None, addr: int) -> None:
+        if addr in self._follow_addrs:
+            self.stats.count("follow_up", registry, "failed", reason)
+            return
         self._failed += 1
         self.failures.append((addr, reason))
         self._reasons[reason] += 1
         self.stats.count("address", registry, "failed", reason)
 
     def _defer(self, job: Job) -> None:
+        if job.addr in self._follow_addrs:  # not a seed address: nothing to hand on
+            self.stats.count("follow_up", job.service.registry, "dropped", "deadline")
+            return
         self.deferred.append(job.addr)
         self.stats.count("address", job.service.registry, "deferred")
 
@@ -137,6 +152,10 @@ class Crawler:
                 self.stats.count("kafka", None, "delivery_failed")
                 return  # the chunk fails as a whole in run(); the address is not counted done
             self.index.add(start, end)
+            if addr in self._follow_addrs:
+                self._followed_up += 1
+                self.stats.count("follow_up", ok.registry, "looked_up")
+                return
             self._looked_up += 1
             self.stats.count("address", ok.registry, "looked_up")
 
@@ -172,6 +191,7 @@ class Crawler:
                 self.router.learn(result.record, result.service)
                 self.stats.count("route", registry, "learned")
             self._deliver(result, job.addr)
+            self._follow_up(job, result)
             return True
         if isinstance(result, Throttle):
             job.throttles += 1
@@ -189,6 +209,20 @@ class Crawler:
             job.not_before = time.monotonic() + action.delay_s
         self._queues[job.service.registry].append(job)
         return False
+
+    def _follow_up(self, job: Job, ok: Ok) -> None:
+        """Queue what ``followups`` asks for after this answer, at the same registry."""
+        if self.followups is None:
+            return
+        start, end = ipspace.to_int(ok.record["start"]), ipspace.to_int(ok.record["end"])
+        registry = job.service.registry
+        for addr in self.followups(job.addr, start, end):
+            self._follow_addrs.add(int(addr))
+            self.stats.count("follow_up", registry, "queued")
+            self._queues[registry].append(Job(int(addr), job.service))
+            self._outstanding[registry] += 1
+        if registry in self._wakeups:
+            self._wakeups[registry].set()
 
     def _record_transport(self, result: Result) -> None:
         """Feed the registry's breaker: a transport failure counts, any answer closes it."""
@@ -225,7 +259,10 @@ class Crawler:
             self._defer(job)
             return True
         if self.config.skip_known_networks and (self.index.contains(job.addr) or self._in_unacked(job.addr)):
-            self._skip()
+            if job.addr in self._follow_addrs:
+                self.stats.count("follow_up", job.service.registry, "skipped")
+            else:
+                self._skip()
             return True
         breaker = self._breakers[job.service.registry]
         if breaker.is_open():
@@ -305,7 +342,7 @@ class Crawler:
             try:
                 workers = []
                 for registry in self._queues:
-                    wakeup = asyncio.Event()
+                    wakeup = self._wakeups[registry] = asyncio.Event()
                     for _ in range(per_registry):
                         workers.append(asyncio.create_task(self._worker(registry, client, wakeup)))
                 await asyncio.gather(*workers)
@@ -329,5 +366,5 @@ class Crawler:
             chunk=self.chunk, addresses=total, skipped=self._skipped, looked_up=self._looked_up,
             failed=self._failed, deferred=len(self.deferred), failed_by_reason=dict(sorted(self._reasons.items())),
             counters=self.stats.ancestor_view(), stats=self.stats.as_dict(),
-            duration_s=round(time.monotonic() - started, 3), host=self.host,
+            duration_s=round(time.monotonic() - started, 3), host=self.host, followed_up=self._followed_up,
         )

@@ -113,6 +113,21 @@ def read_chunk(client: redis.Redis, key: str, chunk: int) -> np.ndarray:
     return np.frombuffer(blob, dtype=">u4").astype(np.uint32)
 
 
+def write_recheck(client: redis.Redis, key: str, probes: np.ndarray, ranges: np.ndarray) -> None:
+    """A re-crawl's probes and the range of the known network each re-checks (12 bytes a probe)."""
+    rows = np.column_stack([np.asarray(probes, dtype=np.int64), np.asarray(ranges, dtype=np.int64).reshape(-1, 2)])
+    client.set(f"{_run_prefix(key)}:recheck", rows.astype(">u4").tobytes(), ex=RUN_TTL_S)
+
+
+def read_recheck(client: redis.Redis, key: str) -> dict[int, tuple[int, int]]:
+    """probe address -> (start, end) of the network it re-checks; empty when the run is not a re-crawl."""
+    blob = client.get(f"{_run_prefix(key)}:recheck")
+    if not blob:
+        return {}
+    rows = np.frombuffer(blob, dtype=">u4").reshape(-1, 3).astype(np.int64)
+    return {int(a): (int(s), int(e)) for a, s, e in rows.tolist()}
+
+
 def write_continuation(client: redis.Redis, key: str, chunk: int, addrs: np.ndarray) -> None:
     """The addresses a chunk deferred at its deadline (empty: none left); the next try crawls these."""
     name = f"{_run_prefix(key)}:chunk:{chunk}:continuation"

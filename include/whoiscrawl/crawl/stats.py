@@ -91,6 +91,13 @@ CATALOG: tuple[Stat, ...] = (
          "were longer than `max_record_bytes`."),
     Stat("address/{registry}/deferred", "Addresses not finished by the chunk's deadline, handed on as a "
          "continuation (neither failed nor lost)."),
+    Stat("follow_up/{registry}/queued", "Follow-up addresses queued after an answer (a re-crawl: the rest of a "
+         "re-checked network that came back narrower, e.g. split)."),
+    Stat("follow_up/{registry}/looked_up", "Follow-up addresses looked up (their networks delivered)."),
+    Stat("follow_up/{registry}/failed/{reason}", "Follow-up addresses that failed, by reason (not seed failures)."),
+    Stat("follow_up/{registry}/skipped", "Follow-up addresses inside a network already known."),
+    Stat("follow_up/{registry}/dropped/{reason}", "Follow-up addresses given up (`deadline`: the chunk's time ran "
+         "out; they are not seed addresses, so nothing is handed on)."),
     # --- the host's rate budget (ratelimit.RegistryRateLimiter)
     Stat("ratelimit/{registry}/granted", "Request slots granted."),
     Stat("ratelimit/{registry}/waited/{reason}", "Slots granted after a wait, by cause: `window`, `queue`, `pace`, `pause`."),

@@ -31,7 +31,7 @@ from whoiscrawl.results.coverage import coverage_report, status_counts
 from whoiscrawl.results.changes import write_changes
 from whoiscrawl.results.drain import drain_to_outputs
 from whoiscrawl.results.lookup import resolve_run
-from whoiscrawl.results.recrawl import completed_runs, plan as recrawl_plan, read_plan, write_plan
+from whoiscrawl.results.recrawl import SplitFollowUps, completed_runs, plan as recrawl_plan, read_plan, write_plan
 from whoiscrawl.crawl.engine import Crawler
 from whoiscrawl.crawl.kafka_io import DeliveryTracker, end_offsets, make_consumer, PRODUCER_OVERRIDES
 from whoiscrawl.settings import Settings
@@ -95,6 +95,9 @@ def prepare_seed(params: dict[str, Any], run_id: str, run_type: str = "manual") 
     master, _ = redis_clients(Settings())
     for i, (offset, count) in enumerate(bounds):
         runstate.write_chunk(master, key, i, seed.read_range(db, offset, count))
+    # a re-crawl's probes and what each re-checks (empty for other runs: a re-run never keeps an old one)
+    runstate.write_recheck(master, key, planned["probes"] if previous is not None else [],
+                           planned["ranges"] if previous is not None else [])
     log.info("seed: %d addresses (%d invalid lines, %d reserved, %d duplicates) in %d chunks",
              summary.count, summary.invalid, summary.reserved, summary.duplicates, len(bounds))
     copy_to_s3(params, key, db)
@@ -162,8 +165,10 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
                               sync_interval_s=0.25, stats=stats)
     # budgets on the master: a replica's full resync would wipe its local writes (the next slot, a pause)
     limiter = RegistryRateLimiter(master, host, config.rate_limit_table(), stats=stats)
+    recheck = runstate.read_recheck(master, key)  # a re-crawl: what each probe re-checks
+    followups = SplitFollowUps({a: recheck[a] for a in addrs.tolist() if a in recheck}) if recheck else None
     crawler = Crawler(bootstrap=bootstrap, index=index, limiter=limiter, tracker=tracker, config=config,
-                      run_key=key, chunk=chunk, stats=stats, telemetry=telemetry, host=host)
+                      run_key=key, chunk=chunk, stats=stats, telemetry=telemetry, host=host, followups=followups)
     outcome = asyncio.run(crawler.run(addrs))
     if outcome.deferred or continuation is not None:  # hand the rest on; clearing this task crawls it
         runstate.write_continuation(master, key, chunk, np.asarray(crawler.deferred, dtype=np.uint32))

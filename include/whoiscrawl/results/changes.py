@@ -3,8 +3,9 @@
 A network is the same network in both runs when registry and handle agree
 (then any differing field makes it ``changed``); left over, an old and a new
 network with the same range but another registry were ``moved`` (a transfer),
-with the same registry ``changed`` (its handle among the fields); the rest are
-``removed`` and ``new``. Observation fields (when, how, from which URL it was
+with the same registry ``changed`` (its handle among the fields); an old network
+whose range new networks of its registry now tile exactly, two or more, was
+``split`` (the change lists the ``parts``); the rest are ``removed`` and ``new``. Observation fields (when, how, from which URL it was
 fetched) are not changes. ``changes.jsonl.gz`` holds one line per change.
 """
 
@@ -40,13 +41,16 @@ def diff_networks(before: Iterable[dict[str, Any]], after: Iterable[dict[str, An
     old = {(n["registry"], n["handle"]): n for n in before}
     new = {(n["registry"], n["handle"]): n for n in after}
     changes: list[dict[str, Any]] = []
+    came = {k: new[k] for k in new.keys() - old.keys()}
     for key in sorted(old.keys() & new.keys()):
         fields = _differing(old[key], new[key])
-        if fields:
-            changes.append({"change": "changed", "registry": key[0], "handle": key[1], "fields": fields,
-                            "before": _view(old[key]), "after": _view(new[key])})
+        if not fields:
+            continue
+        # a handle that names its start keeps naming the lower part of a split network
+        split = _splits({key: old[key]}, came, kept=new[key]) if "end" in fields else []
+        changes += split or [{"change": "changed", "registry": key[0], "handle": key[1], "fields": fields,
+                              "before": _view(old[key]), "after": _view(new[key])}]
     gone = {k: old[k] for k in old.keys() - new.keys()}
-    came = {k: new[k] for k in new.keys() - old.keys()}
     by_range: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for key, net in sorted(came.items()):
         by_range.setdefault((net["start"], net["end"]), []).append(key)
@@ -61,6 +65,7 @@ def diff_networks(before: Iterable[dict[str, Any]], after: Iterable[dict[str, An
         changes.append({"change": kind, "registry": successor["registry"], "handle": successor["handle"],
                         "fields": (["registry"] if kind == "moved" else []) + _differing(net, successor),
                         "before": _view(net), "after": _view(successor)})
+    changes += _splits(gone, came)
     changes += [{"change": "removed", "registry": k[0], "handle": k[1], "fields": [], "before": _view(n),
                  "after": None} for k, n in sorted(gone.items())]
     changes += [{"change": "new", "registry": k[0], "handle": k[1], "fields": [], "before": None,
@@ -68,12 +73,54 @@ def diff_networks(before: Iterable[dict[str, Any]], after: Iterable[dict[str, An
     return changes
 
 
+def _splits(gone: dict[tuple[str, str], dict[str, Any]], came: dict[tuple[str, str], dict[str, Any]],
+            kept: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Old networks that new ones of the same registry tile exactly; both taken out of ``gone``/``came``.
+
+    ``kept``: the one old network of ``gone`` is still there under its handle with a narrower range (one
+    of the parts).
+    """
+    from bisect import bisect_left
+
+    from whoiscrawl.crawl import ipspace
+
+    def bounds(net: dict[str, Any]) -> tuple[int, int]:
+        return ipspace.to_int(str(net["start"])), ipspace.to_int(str(net["end"]))
+
+    candidates = dict(came)
+    if kept is not None:
+        candidates[(kept["registry"], kept["handle"])] = kept
+    by_registry: dict[str, list[tuple[int, int, tuple[str, str]]]] = {}
+    for key, net in candidates.items():
+        by_registry.setdefault(key[0], []).append((*bounds(net), key))
+    for rows in by_registry.values():
+        rows.sort()
+    found = []
+    for key, net in sorted(gone.items()):
+        first, last = bounds(net)
+        rows = by_registry.get(key[0], [])
+        parts, position = [], first
+        for lo, hi, k in rows[bisect_left(rows, (first, -1)):]:
+            if lo > last or lo != position or hi > last or k not in candidates:
+                break
+            parts.append(k)
+            position = hi + 1
+        if len(parts) < 2 or position != last + 1:
+            continue
+        found.append({"change": "split", "registry": key[0], "handle": key[1], "fields": [], "before": _view(net),
+                      "after": None, "parts": [_view(candidates.pop(k)) for k in parts]})
+        for k in parts:
+            came.pop(k, None)
+        del gone[key]
+    return found
+
+
 def summarise(changes: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts per kind of change, and per field for ``changed``: the XCom's summary."""
     kinds = Counter(c["change"] for c in changes)
     fields = Counter(f for c in changes if c["change"] == "changed" for f in c["fields"])
     return {"new": kinds["new"], "removed": kinds["removed"], "changed": kinds["changed"],
-            "moved": kinds["moved"], "changed_fields": dict(sorted(fields.items()))}
+            "moved": kinds["moved"], "split": kinds["split"], "changed_fields": dict(sorted(fields.items()))}
 
 
 def read_networks(run_dir: Path) -> list[dict[str, Any]]:

@@ -8,6 +8,11 @@ networks. The crawl runs
 with ``skip_known_networks`` off, since a parent found first must not hide its
 children's probes. Networks of the earlier run that were not probed (budget,
 or wholly covered by children) are reported as unchecked, never as removed.
+
+A probe that comes back with a network narrower than the one it re-checks
+(split, or a part re-assigned) makes the crawl look up the rest of the old
+range too (:class:`SplitFollowUps`), so every part is found and the change
+report can name the split.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ def completed_runs(bases: Iterable[Path]) -> list[Path]:
 def plan(previous: Path, budget: int | None, gap_samples: int, random_seed: int) -> dict[str, Any]:
     """The addresses to crawl and the networks they re-check (registry, handle pairs)."""
     table = pq.read_table(Path(previous) / NETWORKS_PARQUET,
-                          columns=["registry", "handle", "query_int", "fetched_at"])
+                          columns=["registry", "handle", "query_int", "fetched_at", "start_int", "end_int"])
     probe = np.asarray([-1 if q is None else q for q in table.column("query_int").to_pylist()], dtype=np.int64)
     fetched = np.asarray([t.timestamp() if t is not None else 0.0 for t in table.column("fetched_at").to_pylist()])
     order = [i for i in np.lexsort((np.arange(len(probe)), fetched)).tolist() if probe[i] >= 0]
@@ -49,7 +54,9 @@ def plan(previous: Path, budget: int | None, gap_samples: int, random_seed: int)
     unheld = unheld[np.random.default_rng(random_seed).permutation(len(unheld))]
     room = gap_samples if budget is None else max(0, budget - len(order))
     gaps = unheld[: min(gap_samples, room)]
+    bounds = np.column_stack([table.column("start_int").to_numpy(), table.column("end_int").to_numpy()])
     return {"previous": str(previous), "probes": probe[order].tolist(), "gaps": gaps.tolist(),
+            "ranges": bounds[order].astype(np.int64).tolist(),
             "checked": [[registry[i], handle[i]] for i in order], "gap_count": len(gaps),
             "known": len(probe), "unprobeable": int((probe < 0).sum())}
 
@@ -60,10 +67,47 @@ def write_plan(out_dir: Path, planned: dict[str, Any]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     addresses = out_dir / "recrawl-addresses.txt"
     addresses.write_text("".join(ipspace.to_str(a) + "\n" for a in planned["probes"] + planned["gaps"]))
-    (out_dir / PLAN_FILE).write_text(json.dumps({k: v for k, v in planned.items() if k not in ("probes", "gaps")}))
+    (out_dir / PLAN_FILE).write_text(json.dumps({k: v for k, v in planned.items()
+                                                 if k not in ("probes", "gaps", "ranges")}))
     return addresses
 
 
 def read_plan(out_dir: Path) -> dict[str, Any] | None:
     path = Path(out_dir) / PLAN_FILE
     return json.loads(path.read_text()) if path.exists() else None
+
+
+class SplitFollowUps:
+    """The crawl's ``followups``: when a probe's answer is narrower than the network it re-checks, look up
+    the first address of that old range no answer covers yet, until the range is covered or an answer
+    leaves it (what a part of it became is no longer inside: deleted, merged).
+
+    ``ranges``: probe address -> (start, end) of the network it re-checks. ``max_per_network`` bounds
+    the queries one old network may cost (a /16 split into /24s would otherwise cost 256).
+    """
+
+    def __init__(self, ranges: dict[int, tuple[int, int]], max_per_network: int = 16) -> None:
+        self.ranges = dict(ranges)
+        self.max_per_network = max_per_network
+        self._covered: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+    def __call__(self, addr: int, start: int, end: int) -> list[int]:
+        old = self.ranges.get(int(addr))
+        if old is None:
+            return []
+        first, last = old
+        if start < first or end > last or (start, end) == old:
+            return []  # the same network, or one that encloses or leaves the old range: nothing to split
+        covered = self._covered.setdefault(old, [])
+        covered.append((start, end))
+        if len(covered) > self.max_per_network:
+            return []
+        position = first
+        for lo, hi in sorted(covered):
+            if lo > position:
+                break
+            position = max(position, hi + 1)
+        if position > last:
+            return []
+        self.ranges[position] = old
+        return [position]
