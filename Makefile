@@ -60,6 +60,8 @@ bench: system-deps venv
 	$(BIN)/python bench/simulator_bench.py
 	$(BIN)/python bench/crawl_bench.py
 	$(BIN)/python bench/lookup_bench.py
+	$(BIN)/python bench/politeness_bench.py
+	$(BIN)/python bench/strategy_bench.py
 
 clean: fleet-down stack-down
 	rm -rf .whoiscrawl
