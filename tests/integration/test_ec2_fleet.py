@@ -119,6 +119,7 @@ def _tagged(ec2, run: str) -> dict[str, list[str]]:
         "requests": [r["SpotInstanceRequestId"] for r in ec2.describe_spot_instance_requests(Filters=[
             *run_tag, {"Name": "state", "Values": ["open", "active"]}])["SpotInstanceRequests"]],
         "groups": [g["GroupId"] for g in ec2.describe_security_groups(Filters=run_tag)["SecurityGroups"]],
+        "templates": [t["LaunchTemplateId"] for t in ec2.describe_launch_templates(Filters=run_tag)["LaunchTemplates"]],
     }
 
 
@@ -179,11 +180,18 @@ def test_the_whole_lifecycle_bake_spot_workers_rules_and_a_teardown_that_leaves_
     cost = fleet_cost_of_run(master, run, 1_000_000)["fleet_cost"]
     assert cost["instances"] == 3 and cost["price_per_hour"] == 0.031 and cost["instance_hours"] >= 0
 
-    # teardown finds it all by the tag and leaves nothing; the second finds nothing and says so
+    # teardown finds it all by the tag and leaves nothing (a launch template tagged with the run too);
+    # the second finds nothing and says so
+    template = ec2.create_launch_template(
+        LaunchTemplateName=f"whoiscrawl-{run}", LaunchTemplateData={"ImageId": state["image_id"]},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": TAG_RUN, "Value": run}]}],
+    )["LaunchTemplate"]["LaunchTemplateId"]
     first = Ec2Provider().teardown(state)
+    assert template in first["released"]
     assert set(first["released"]) >= {*notes["worker_ids"], *notes["spot_request_ids"], state["image_id"],
                                       state["security_group_id"], *notes["snapshot_ids"]}
-    assert _tagged(ec2, run) == {"instances": [], "images": [], "snapshots": [], "requests": [], "groups": []}
+    assert _tagged(ec2, run) == {"instances": [], "images": [], "snapshots": [], "requests": [], "groups": [],
+                                 "templates": []}
     assert ec2.describe_images(ImageIds=[state["image_id"]])["Images"] == [] or \
         ec2.describe_images(ImageIds=[state["image_id"]])["Images"][0]["State"] == "deregistered"
     second = Ec2Provider().teardown(state)
@@ -198,7 +206,7 @@ def test_teardown_finds_resources_by_tag_even_when_the_state_lost_them(aws, base
     released = Ec2Provider().teardown(bare)["released"]
     assert {w["id"] for w in state["workers"]} <= set(released)
     assert _tagged(ec2, params["run"]) == {"instances": [], "images": [], "snapshots": [], "requests": [],
-                                           "groups": []}
+                                           "groups": [], "templates": []}
 
 
 def test_an_existing_ami_is_reused_without_a_bake(aws, base_image):
@@ -229,7 +237,7 @@ def test_a_bake_that_fails_terminates_the_builder_and_the_error_is_the_bakes(aws
     with pytest.raises(FleetError, match=r"bake failed: builder i-\w+ installing the project.*not done within 2 s"):
         _provision(ec2, params, power_off=False)
     left = _tagged(ec2, params["run"])
-    assert left == {"instances": [], "images": [], "snapshots": [], "requests": [], "groups": []}
+    assert left == {"instances": [], "images": [], "snapshots": [], "requests": [], "groups": [], "templates": []}
     builders = [i for r in ec2.describe_instances(Filters=[{"Name": f"tag:{TAG_RUN}", "Values": [params["run"]]}])[
         "Reservations"] for i in r["Instances"]]
     assert builders and all(i["State"]["Name"] == "terminated" for i in builders)
@@ -248,7 +256,7 @@ def test_workers_that_never_join_fail_the_setup_with_a_clear_error_and_are_relea
     builder.join(40)
     assert recorded and recorded[0]["workers"]
     assert _tagged(ec2, params["run"]) == {"instances": [], "images": [], "snapshots": [], "requests": [],
-                                           "groups": []}
+                                           "groups": [], "templates": []}
 
 
 def test_missing_params_name_what_to_give():

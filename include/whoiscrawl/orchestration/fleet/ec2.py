@@ -429,7 +429,8 @@ class Ec2Provider(FleetProvider):
 
     def release(self, ec2, run: str, keep_image: bool, poll_s: float = 5.0, wait_s: float = 600.0,
                 quiet: bool = False) -> dict[str, Any]:
-        """Everything tagged with the run: spot requests, instances (waited on), the group, the image and snapshots."""
+        """Everything tagged with the run: spot requests, instances (waited on), launch templates, the group,
+        the image and snapshots."""
         released: list[str] = []
         run_tag = tag_filter(TAG_RUN, run)
         requests = ec2.describe_spot_instance_requests(
@@ -449,6 +450,11 @@ class Ec2Provider(FleetProvider):
             wait(ec2, "instance_terminated", f"terminating {', '.join(instances)}", wait_s, poll_s,
                  InstanceIds=instances)
             released += instances
+        # none of ours (workers are spot requests with a launch specification), but one tagged with the run
+        # (an operator's, an EC2 Fleet's) would outlive it: teardown leaves nothing of the run
+        for template in ec2.describe_launch_templates(Filters=run_tag)["LaunchTemplates"]:
+            ec2.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
+            released.append(template["LaunchTemplateId"])
         for group in ec2.describe_security_groups(Filters=run_tag)["SecurityGroups"]:
             ec2.delete_security_group(GroupId=group["GroupId"])
             released.append(group["GroupId"])
