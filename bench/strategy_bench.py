@@ -70,6 +70,12 @@ class RecordingIndex:
         self.events.append((self.queries(), start, end))
         self.index.add(start, end)
 
+    def add_many(self, ranges) -> None:
+        queries = self.queries()
+        ranges = list(ranges)
+        self.events += [(queries, start, end) for start, end in ranges]
+        self.index.add_many(ranges)
+
     def queries(self) -> int:
         return int(self.stats.total(area="lookup", event="attempt"))
 

@@ -122,6 +122,7 @@ class PlanExecutor:
         self._resolved: list[Range] = []
         #: the seed pass's failed addresses, (address, reason)
         self.failures: list[tuple[int, str]] = []
+        self._acked: list[Range] = []
 
     # --- one request under the retry policy --------------------------------------------------
     async def _request(self, kind: str, addr: int, path: str | None = None, parse=None) -> Ok | Fail:
@@ -192,7 +193,7 @@ class PlanExecutor:
             if err is not None:
                 self.stats.count("kafka", None, "delivery_failed")
                 return
-            self.index.add(start, end)
+            self._acked.append((start, end))  # to the index in batches (a search answer holds 100)
             self.stats.count("plan", registry, "found")
             if on_acked is not None:
                 on_acked()
@@ -251,9 +252,16 @@ class PlanExecutor:
                 await housekeeping
         await self._settle()
 
+    def _index_acked(self) -> None:
+        """Networks Kafka acknowledged since the last call, into the index in one write."""
+        if self._acked:
+            batch, self._acked = self._acked, []
+            self.index.add_many(batch)
+
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.tracker.poll(0)
+            self._index_acked()
             if self.telemetry and self.telemetry.due():
                 self.telemetry.maybe_report(self.stats)
             try:
@@ -265,6 +273,7 @@ class PlanExecutor:
         """Every record acknowledged, or the chunk fails (and is retried); then publish what is resolved."""
         left = await asyncio.get_running_loop().run_in_executor(None, self.tracker.flush, 120.0)
         self.tracker.poll(0)
+        self._index_acked()
         refused = self.stats["kafka/all/delivery_failed"]
         if left or self._pending or refused:
             raise ChunkDeliveryError(f"chunk {self.chunk}: {left} results unacknowledged, {refused} refused by "
