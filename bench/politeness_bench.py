@@ -29,6 +29,7 @@ from confluent_kafka import Producer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from crawlkit import sample_addresses  # noqa: E402
+from simulator_bench import stop_cleanly_on_sigterm  # noqa: E402
 
 from whoiscrawl.crawl.bootstrap import Bootstrap, load_document  # noqa: E402
 from whoiscrawl.crawl.config import RunConfig  # noqa: E402
@@ -81,6 +82,7 @@ def crawl(sim, addrs, redis_client, kafka: str, budget: str, window_s: float) ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_cleanly_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--window-s", type=float, default=30.0, help="seconds each crawl runs (its chunk deadline)")
     args = ap.parse_args(argv)

@@ -35,6 +35,11 @@ from whoiscrawl.simulator.universe import build_universe
 READY_TIMEOUT_S = 300.0
 
 
+def stop_cleanly_on_sigterm() -> None:
+    """A SIGTERM (``timeout``, a CI cancel) runs the benchmark's ``finally`` blocks: its services stop too."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def start_simulator(scale: float, seed: int, cache_dir: Path) -> tuple[subprocess.Popen, str]:
     """Start the simulator on free ports and wait for its ``ready`` line."""
     cmd = [sys.executable, "-m", "whoiscrawl.simulator", "--host", "127.0.0.1", "--base-port", "0",
@@ -125,6 +130,7 @@ async def drive(base_urls: dict[str, str], requests: list[tuple[str, bytes]], cl
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=64)

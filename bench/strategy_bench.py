@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Producer
-from simulator_bench import start_simulator, stop_simulator
+from simulator_bench import start_simulator, stop_cleanly_on_sigterm, stop_simulator
 
 from whoiscrawl.crawl import ipspace, seed
 from whoiscrawl.crawl.bootstrap import Bootstrap, load_document
@@ -195,6 +195,7 @@ def figures(name: str, universe, index: RecordingIndex, stats: StatsCollector, s
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_cleanly_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--queries", type=int, default=None,
