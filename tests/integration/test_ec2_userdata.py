@@ -71,10 +71,13 @@ def one_host_fleet(tmp_path_factory) -> Iterator[tuple]:
     finally:
         moto.stop()
         down = _run_cli(["down"], env, log, timeout_s=600)
+        if down.returncode != 0:  # down is safe to run again; a second failure is reported with both logs
+            down = _run_cli(["down"], env, log, timeout_s=600)
         left = [n for n in (local.network.bridge, local.network.host(1).netns, local.network.host(BOOT_INDEX).netns)
                 if local.network.link_exists(n) or local.network.netns_exists(n)]
+        tail = _tail(log)  # before the home (and the log) is removed
         shutil.rmtree(home, ignore_errors=True)
-        assert down.returncode == 0 and not left, f"fleet down left {left}:\n{_tail(log)}"
+        assert down.returncode == 0 and not left, f"fleet down exited {down.returncode}, left {left}:\n{tail}"
 
 
 PROVISION = """
