@@ -119,12 +119,18 @@ def write_recheck(client: redis.Redis, key: str, probes: np.ndarray, ranges: np.
     client.set(f"{_run_prefix(key)}:recheck", rows.astype(">u4").tobytes(), ex=RUN_TTL_S)
 
 
-def read_recheck(client: redis.Redis, key: str) -> dict[int, tuple[int, int]]:
-    """probe address -> (start, end) of the network it re-checks; empty when the run is not a re-crawl."""
+def read_recheck(client: redis.Redis, key: str, only: np.ndarray | None = None) -> dict[int, tuple[int, int]]:
+    """probe address -> (start, end) of the network it re-checks; empty when the run is not a re-crawl.
+
+    ``only``: a chunk's addresses; the map is cut to them before it becomes a dict (a re-crawl of
+    millions of networks has millions of probes, a chunk only its share).
+    """
     blob = client.get(f"{_run_prefix(key)}:recheck")
     if not blob:
         return {}
     rows = np.frombuffer(blob, dtype=">u4").reshape(-1, 3).astype(np.int64)
+    if only is not None:
+        rows = rows[np.isin(rows[:, 0], np.asarray(only, dtype=np.int64))]
     return {int(a): (int(s), int(e)) for a, s, e in rows.tolist()}
 
 

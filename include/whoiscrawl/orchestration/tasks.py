@@ -165,8 +165,8 @@ def crawl_chunk(descriptor: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
                               sync_interval_s=0.25, stats=stats)
     # budgets on the master: a replica's full resync would wipe its local writes (the next slot, a pause)
     limiter = RegistryRateLimiter(master, host, config.rate_limit_table(), stats=stats)
-    recheck = runstate.read_recheck(master, key)  # a re-crawl: what each probe re-checks
-    followups = SplitFollowUps({a: recheck[a] for a in addrs.tolist() if a in recheck}) if recheck else None
+    recheck = runstate.read_recheck(master, key, only=addrs)  # a re-crawl: what this chunk's probes re-check
+    followups = SplitFollowUps(recheck) if recheck else None
     crawler = Crawler(bootstrap=bootstrap, index=index, limiter=limiter, tracker=tracker, config=config,
                       run_key=key, chunk=chunk, stats=stats, telemetry=telemetry, host=host, followups=followups)
     outcome = asyncio.run(crawler.run(addrs))
