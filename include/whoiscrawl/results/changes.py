@@ -42,14 +42,14 @@ def diff_networks(before: Iterable[dict[str, Any]], after: Iterable[dict[str, An
     new = {(n["registry"], n["handle"]): n for n in after}
     changes: list[dict[str, Any]] = []
     came = {k: new[k] for k in new.keys() - old.keys()}
-    for key in sorted(old.keys() & new.keys()):
-        fields = _differing(old[key], new[key])
-        if not fields:
-            continue
-        # a handle that names its start keeps naming the lower part of a split network
-        split = _splits({key: old[key]}, came, kept=new[key]) if "end" in fields else []
-        changes += split or [{"change": "changed", "registry": key[0], "handle": key[1], "fields": fields,
-                              "before": _view(old[key]), "after": _view(new[key])}]
+    differing = {k: f for k in sorted(old.keys() & new.keys()) if (f := _differing(old[k], new[k]))}
+    # a handle that names its start keeps naming the lower part of a split network
+    narrowed = {k: old[k] for k, f in differing.items() if "end" in f}
+    splits = {(c["registry"], c["handle"]): c
+              for c in _splits(narrowed, came, kept={k: new[k] for k in narrowed})}
+    for key, fields in differing.items():
+        changes.append(splits.get(key) or {"change": "changed", "registry": key[0], "handle": key[1],
+                                           "fields": fields, "before": _view(old[key]), "after": _view(new[key])})
     gone = {k: old[k] for k in old.keys() - new.keys()}
     by_range: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for key, net in sorted(came.items()):
@@ -74,11 +74,11 @@ def diff_networks(before: Iterable[dict[str, Any]], after: Iterable[dict[str, An
 
 
 def _splits(gone: dict[tuple[str, str], dict[str, Any]], came: dict[tuple[str, str], dict[str, Any]],
-            kept: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+            kept: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Old networks that new ones of the same registry tile exactly; both taken out of ``gone``/``came``.
 
-    ``kept``: the one old network of ``gone`` is still there under its handle with a narrower range (one
-    of the parts).
+    ``kept``: old networks of ``gone`` still there under their handle with a narrower range, by key (each
+    may be one of the parts).
     """
     from bisect import bisect_left
 
@@ -87,9 +87,8 @@ def _splits(gone: dict[tuple[str, str], dict[str, Any]], came: dict[tuple[str, s
     def bounds(net: dict[str, Any]) -> tuple[int, int]:
         return ipspace.to_int(str(net["start"])), ipspace.to_int(str(net["end"]))
 
-    candidates = dict(came)
-    if kept is not None:
-        candidates[(kept["registry"], kept["handle"])] = kept
+    kept = kept or {}
+    candidates = {**came, **kept}  # a kept network is a part of its own old range only
     by_registry: dict[str, list[tuple[int, int, tuple[str, str]]]] = {}
     for key, net in candidates.items():
         by_registry.setdefault(key[0], []).append((*bounds(net), key))
@@ -101,7 +100,7 @@ def _splits(gone: dict[tuple[str, str], dict[str, Any]], came: dict[tuple[str, s
         rows = by_registry.get(key[0], [])
         parts, position = [], first
         for lo, hi, k in rows[bisect_left(rows, (first, -1)):]:
-            if lo > last or lo != position or hi > last or k not in candidates:
+            if lo > last or lo != position or hi > last or k not in candidates or (k in kept and k != key):
                 break
             parts.append(k)
             position = hi + 1
