@@ -33,6 +33,8 @@ import aiohttp
 import netaddr
 import numpy as np
 from confluent_kafka import Producer
+from ipwhois.net import Net
+from ipwhois.rdap import RDAP
 from simulator_bench import start_simulator, stop_simulator
 
 from whoiscrawl.crawl import ipspace, seed
@@ -43,7 +45,6 @@ from whoiscrawl.crawl.netindex import KnownNetworkIndex
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.ratelimit import RegistryRateLimiter
 from whoiscrawl.crawl.stats import StatsCollector
-from whoiscrawl.crawl.records import BadResponse, build_record
 from whoiscrawl.crawl.registries import REGISTRIES, registry_for_url
 from whoiscrawl.devtools.services import free_port
 from whoiscrawl.devtools.services.kafka_broker import KafkaBroker
@@ -100,17 +101,19 @@ async def _ancestor(addrs: list[int], arin_url: str, redis_client, kafka: str, w
                 if status != 200:
                     counts["failed"] += 1
                     continue
-                try:
-                    record = build_record(addr, registry_for_url(url), json.loads(raw), url)
-                except (ValueError, BadResponse):
+                try:  # the ancestor's parse: ipwhois over the answer
+                    parsed = RDAP(Net(ip)).lookup(response=json.loads(raw), bootstrap=True, root_ent_check=False)
+                    record = {"query": ip, "registry": registry_for_url(url), **(parsed.get("network") or {})}
+                    cidrs = [c.strip() for c in (record.get("cidr") or "").split(",") if c.strip()]
+                except Exception:
                     counts["failed"] += 1
                     continue
-                producer.produce("results", key=record["handle"].encode(), value=json.dumps(record).encode())
+                producer.produce("results", key=str(record.get("handle")).encode(), value=json.dumps(record).encode())
                 producer.poll(0)
                 counts["looked_up"] += 1
                 # the ancestor rewrote the whole comma-joined string for every new block
                 current = (redis_client.get(key) or b"").decode()
-                redis_client.set(key, ",".join(filter(None, [current, *record["cidrs"]])))
+                redis_client.set(key, ",".join(filter(None, [current, *cidrs])))
 
         await asyncio.gather(*(worker() for _ in range(workers)))
     producer.flush(60)

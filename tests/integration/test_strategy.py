@@ -18,6 +18,7 @@ from whoiscrawl.crawl.registries import REGISTRIES
 from whoiscrawl.crawl.stats import StatsCollector
 from whoiscrawl.crawl.strategy.executor import PlanExecutor
 from whoiscrawl.crawl.strategy.plan import build_items, gather_sources, resolved_key
+from whoiscrawl.crawl.strategy.sources import Allocation
 from whoiscrawl.crawl.strategy.tree import NetworkTree
 from whoiscrawl.simulator.search import Relations
 from whoiscrawl.simulator.server import SimulatorThread
@@ -148,3 +149,45 @@ def test_planned_crawl_resolves_every_seed_address_to_its_most_specific_network(
     # each failed address is kept with its reason (addresses.parquet says why it has no network)
     assert sorted(a for a, _r in seed_pass.failures) == sorted(int(a) for a in addrs[~held])
     assert sum(1 for _a, r in seed_pass.failures if r == "not_found") == outcome.failed_by_reason.get("not_found", 0)
+
+
+@pytest.mark.parametrize("registry", ["arin", "ripencc"])
+def test_a_run_of_allocations_is_listed_and_walked_as_ranges(universe, redis_flush, kafka, registry):
+    # forty neighbouring allocations of the registry, as the plan deals them (consecutive ``seq``)
+    code = REGISTRIES.index(registry)
+    tops = np.flatnonzero((universe.levels == 0) & (universe.registry_codes == code))
+    tops = tops[np.argsort(universe.starts[tops], kind="stable")]
+    inside = np.array([universe.within(int(universe.starts[i]), int(universe.ends[i])).shape[0] for i in tops])
+    window = np.convolve(inside, np.ones(40, dtype=np.int64), mode="valid")  # networks in each run of 40
+    first = int(np.flatnonzero((window >= 200) & (window <= 3000))[0])
+    tops = tops[first:first + 40]
+    allocations = {registry: [Allocation(registry, int(universe.starts[i]), int(universe.ends[i]), "allocated")
+                              for i in tops.tolist()]}
+    items = build_items(allocations, probe_budget=0)
+    expected = set()
+    for it in items:
+        expected |= _most_specific_sets(universe, registry, it["start"], it["end"]) | {(it["start"], it["end"])}
+    # small caps: answers are cut at 10 networks and refused past 60 related ones
+    with SimulatorThread(universe, profile="fast", search_max_results=10, search_max_related=60) as sim:
+        run = Run(redis_flush, kafka, sim, plan_search_group=16)
+        out = asyncio.run(run.executor().run_plan(items))
+    assert out["walks"] == {registry: {"search": len(items)}}
+    found = {(int(s), int(e)) for s, e in zip(run.tree().starts, run.tree().ends)}
+    missed = expected - found
+    assert not missed, f"missed {sorted(missed)[:5]}"
+    everything = set()
+    for it in items:
+        everything |= _all_networks_in(universe, it["start"], it["end"])
+    assert found <= everything
+    # the allocations came from rdap-down lists, not a prefix query each
+    listed = run.stats[f"plan/{registry}/allocations/listed"]
+    assert listed >= len(items) - 1 - 3
+    assert run.stats[f"plan/{registry}/walk/allocations"] >= 3
+    searches = run.stats[f"plan/{registry}/query/search"]
+    assert searches + run.stats[f"plan/{registry}/query/prefix"] < len(expected) / 3
+    # every allocation resolved, not the space between them
+    edges = np.array([a for it in items for a in (it["start"], it["end"])], dtype=np.uint32)
+    assert run.resolved.contains_many(edges).all()
+    ordered = sorted((it["start"], it["end"]) for it in items)
+    between = np.array([e + 1 for (_s, e), (s2, _e2) in zip(ordered, ordered[1:]) if s2 > e + 1], dtype=np.uint32)
+    assert not run.resolved.contains_many(between).any()

@@ -106,6 +106,9 @@ class RunConfig:
            "elsewhere are looked up one by one. For demos and partial runs.")
     plan_probe_split: int = _tunable(
         8, "Halvings of a network's gap probed before its unprobed addresses are left to the seed's lookups.")
+    plan_search_group: int = _tunable(
+        64, "Consecutive allocations a relation search asks as one range (RFC 9910 registries): fewer "
+            "queries per allocation; a refused answer is split at an allocation boundary.")
     skip_known_networks: int = _tunable(
         1, "1: an address inside a network this run already found is skipped (the crawl); 0: every address "
            "is looked up (a re-crawl, whose probes of children must not be hidden by their parents).")
@@ -120,7 +123,7 @@ class RunConfig:
                 raise ConfigError(f"run config {f.name}={value!r}: expected {kind.__name__}")
         for name in ("http_timeout_s", "http_concurrency_per_registry", "max_attempts", "max_redirects",
                      "registry_down_after", "telemetry_interval_s", "max_body_bytes", "max_record_bytes",
-                     "chunk_deadline_s"):
+                     "chunk_deadline_s", "plan_search_group"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"run config {name}={getattr(self, name)!r}: must be > 0")
         for name in ("throttle_pause_s", "retry_backoff_s", "registry_down_cooldown_s", "retry_after_max_s",

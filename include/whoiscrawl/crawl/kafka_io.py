@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any, Callable, Iterator
 
+import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from whoiscrawl.errors import WhoiscrawlError
@@ -95,6 +96,14 @@ class RecordTooLarge(WhoiscrawlError, ValueError):
     """A message longer than the tracker's ``max_bytes``: not produced (the broker would refuse it)."""
 
 
+def encode_json(value: Any) -> bytes:
+    """A message's JSON (UTF-8, compact): orjson, or the json module for what orjson will not encode."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False).encode()
+
+
 class DeliveryTracker:
     """Calls back once Kafka acknowledged (or finally refused) each produced message."""
 
@@ -111,7 +120,7 @@ class DeliveryTracker:
                 self.failed += 1
             on_done(None if err is None else KafkaException(err))
 
-        payload = json.dumps(value, separators=(",", ":"), default=str).encode()
+        payload = encode_json(value)
         if max_bytes is not None and len(payload) > max_bytes:
             raise RecordTooLarge(f"{len(payload)} bytes > {max_bytes}")
         while True:

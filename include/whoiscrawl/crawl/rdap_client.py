@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+import orjson
 
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.bootstrap import Bootstrap, Service, netloc
@@ -147,6 +148,18 @@ def _normalise_host(entry: str) -> str:
     return entry if ":" in entry else f"{entry}:443"
 
 
+def decode_json(raw: bytes) -> Any:
+    """An answer's JSON: orjson (a search answer of a hundred networks is half a megabyte), and the json
+    module's reading where orjson refuses (integers past 64 bits; nesting past 1,024 is RecursionError).
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc):
+            raise RecursionError(str(exc)) from None
+    return json.loads(raw)
+
+
 class RdapClient:
     """Performs lookups over one aiohttp session; safe to share between the engine's workers."""
 
@@ -246,7 +259,7 @@ class RdapClient:
         if status != 200:
             return Retry(f"http_{status}", registry, parse_retry_after(headers.get("Retry-After")))
         try:
-            body = json.loads(raw)
+            body = decode_json(raw)
         except RecursionError:
             return Retry("bad_body/too_deep", registry)
         except (ValueError, UnicodeDecodeError):

@@ -1,18 +1,20 @@
-"""Turn one RDAP network response into the project's result record.
+"""Turn one RDAP network object into the project's result record.
 
-Parsing is ipwhois's (``RDAP.lookup(response=...)``, which fetches nothing
-when given the response and ``root_ent_check=False``); this module only
-validates the body first and flattens what users query most into fields.
+One reader for a lookup's answer and for each network of a relation search
+answer: the body is validated first (an object, not too deep, not an error,
+a readable range), then the fields users query most are read straight from
+the object's members as RFC 9083 names them, each kept only if it is text,
+and the registry's answer is kept as it came (``raw``). The fields are the
+ones ipwhois reads (handle, name, type, country, parent handle, the range's
+CIDRs, each entity's vCard name and first email), read without its parser:
+a search answer carries a hundred networks, and parsing them with ipwhois,
+not the registry, was what limited a walk.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import ipaddress
 from typing import Any
-
-from ipwhois.net import Net
-from ipwhois.rdap import RDAP, _RDAPEntity
 
 from whoiscrawl.crawl import ipspace
 from whoiscrawl.errors import WhoiscrawlError
@@ -47,7 +49,10 @@ def _address(text: Any) -> int:
     parts = raw.split(".")
     if len(parts) != 4:
         raise ValueError(raw)
-    return int(ipaddress.IPv4Address(".".join(str(int(p)) for p in parts)))
+    a, b, c, d = (int(p) for p in parts)
+    if not (0 <= a <= 255 and 0 <= b <= 255 and 0 <= c <= 255 and 0 <= d <= 255):
+        raise ValueError(raw)
+    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 def network_bounds(body: Any) -> tuple[int, int]:
@@ -74,20 +79,26 @@ MAX_ENTITY_DEPTH = 8
 
 
 def json_depth(value: Any, limit: int = MAX_DEPTH) -> int:
-    """Nesting depth of a decoded JSON value, counted without recursion; stops counting past ``limit``."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
-    return deepest
+    """Nesting depth of a decoded JSON value (plain dicts and lists), counted level by level without
+    recursion; stops counting past ``limit``. Every answer pays it, so it keeps the inner loop bare."""
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        below = []
+        for item in level:
+            t = type(item)
+            if t is dict:
+                item = item.values()
+            elif t is not list:
+                continue
+            for v in item:
+                t = type(v)
+                if t is dict or t is list:
+                    below.append(v)
+        level = below
+    return depth
 
 
 def _roles(ent: dict) -> list[str]:
@@ -100,30 +111,24 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-_LISTS = ("entities", "notices", "remarks", "links", "events", "roles", "status")
+def _vcard_contact(vcard: Any) -> tuple[str | None, str | None]:
+    """The name (``fn``) and first ``email`` of a jCard (RFC 7095), read as ipwhois reads them.
 
-
-def _parser_view(obj: dict, depth: int = 0) -> dict:
-    """A copy of an RDAP object with the array members of the wrong type left out, for ipwhois.
-
-    The record keeps the registry's answer as it came (``raw``); the parser sees only what RFC 9083
-    allows in those members, so one registry bug (``entities`` an object, ``roles`` numbers) loses that
-    member, not the whole network.
+    Read directly: a search answer carries a hundred networks with several entities each, and
+    ipwhois's entity parser (remarks, events, links too) made up most of the time spent on one.
+    A malformed property is skipped; it loses that value, not the entity or the record.
     """
-    out = {}
-    for name, value in obj.items():
-        if name in _LISTS:
-            if not isinstance(value, list):
-                continue
-            if name == "entities":
-                value = [_parser_view(e, depth + 1) for e in value
-                         if isinstance(e, dict) and depth < MAX_ENTITY_DEPTH]
-            elif name in ("roles", "status"):
-                value = [v for v in value if isinstance(v, str)]
-            else:
-                value = [v for v in value if isinstance(v, dict)]
-        out[name] = value
-    return out
+    if not isinstance(vcard, list) or len(vcard) < 2 or not isinstance(vcard[1], list):
+        return None, None
+    name = email = None
+    for prop in vcard[1]:
+        if not isinstance(prop, list) or len(prop) < 4 or not isinstance(prop[3], str):
+            continue
+        if prop[0] == "fn":
+            name = prop[3].strip()
+        elif prop[0] == "email" and email is None:
+            email = prop[3].strip()
+    return name, email
 
 
 def _entity_summaries(entities: Any, out: list[dict], seen: set[str], depth: int = 0) -> None:
@@ -138,50 +143,43 @@ def _entity_summaries(entities: Any, out: list[dict], seen: set[str], depth: int
         if key in seen:
             continue
         seen.add(key)
-        name = email = None
-        if "vcardArray" in ent:
-            parsed = _RDAPEntity(ent)
-            try:
-                parsed.parse()
-                contact = parsed.vars.get("contact") or {}
-                name = contact.get("name")
-                emails = contact.get("email") or []
-                email = emails[0].get("value") if emails else None
-            except Exception:  # a malformed vCard loses the name, not the record
-                pass
-        out.append({"handle": handle, "roles": roles, "name": _text(name), "email": _text(email)})
+        name, email = _vcard_contact(ent.get("vcardArray")) if handle is not None else (None, None)
+        out.append({"handle": handle, "roles": roles, "name": name, "email": email})
         _entity_summaries(ent.get("entities"), out, seen, depth + 1)
+
+
+def _field(body: dict, name: str) -> str | None:
+    value = body.get(name)
+    return value.strip() if isinstance(value, str) else None
 
 
 def build_record(query: int, registry: str, body: dict, url: str,
                  fetched_at: _dt.datetime | None = None) -> dict:
-    """The result record for ``query`` answered by ``registry`` with ``body``."""
+    """The result record for ``query`` answered by ``registry`` with the network object ``body``."""
     start, end = network_bounds(body)
     if not start <= query <= end:
         raise BadResponse("query_outside_network",
                           f"{ipspace.to_str(query)} not in {ipspace.to_str(start)}-{ipspace.to_str(end)}")
-    try:
-        parsed = RDAP(Net(ipspace.to_str(query))).lookup(
-            response=_parser_view(body), bootstrap=True, root_ent_check=False)
-    except Exception as exc:
-        raise BadResponse("unparseable", repr(exc)) from None
-    net = parsed.get("network") or {}
+    return network_record(query, registry, body, url, start, end, fetched_at)
+
+
+def network_record(query: int, registry: str, body: dict, url: str, start: int, end: int,
+                   fetched_at: _dt.datetime | None = None) -> dict:
+    """The record of a network object whose bounds ``network_bounds`` read (``query``: the address asked)."""
     entities: list[dict] = []
     _entity_summaries(body.get("entities"), entities, set())
-    cidrs = [c.strip() for c in (_text(net.get("cidr")) or "").split(",") if c.strip()] \
-        or ipspace.range_to_cidrs(start, end)
     when = fetched_at or _dt.datetime.now(_dt.timezone.utc)
     return {
         "query": ipspace.to_str(query),
         "registry": registry,
-        "handle": _text(net.get("handle")) or f"{ipspace.to_str(start)} - {ipspace.to_str(end)}",
+        "handle": _field(body, "handle") or f"{ipspace.to_str(start)} - {ipspace.to_str(end)}",
         "start": ipspace.to_str(start),
         "end": ipspace.to_str(end),
-        "cidrs": cidrs,
-        "name": _text(net.get("name")),
-        "type": _text(net.get("type")),
-        "country": _text(net.get("country")),
-        "parent_handle": _text(net.get("parent_handle")),
+        "cidrs": ipspace.range_to_cidrs(start, end),
+        "name": _field(body, "name"),
+        "type": _field(body, "type"),
+        "country": _field(body, "country"),
+        "parent_handle": _field(body, "parentHandle"),
         "entities": entities,
         "url": url,
         "fetched_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),

@@ -121,10 +121,14 @@ CATALOG: tuple[Stat, ...] = (
     Stat("plan/{registry}/query/{reason}", "Planned-crawl requests, by kind: `prefix` (an allocation), `search` "
          "(RFC 9910), `probe` (an address in a gap), `seed` (a seed address the plan could not answer)."),
     Stat("plan/{registry}/found", "Networks the planned crawl delivered (records acknowledged by Kafka)."),
-    Stat("plan/{registry}/search/{reason}", "Relation search answers `truncated` at the registry's cap "
-         "(continued after the last network listed) or `refused` as too large (split in halves)."),
+    Stat("plan/{registry}/search/{reason}", "Relation searches: answers `truncated` at the registry's cap "
+         "(continued after the last network listed) or `refused` as too large (split at an allocation "
+         "boundary, else in halves); whether the registry's `help` advertised them when the plan was made: "
+         "`offered`, `not_offered` or `unknown` (learnt from its first answer)."),
     Stat("plan/{registry}/walk/{reason}", "Allocations walked, by how: `search` (the registry advertises "
-         "rirSearch1) or `probes`."),
+         "rirSearch1) or `probes`; `allocations`: runs of consecutive allocations listed with `rdap-down`."),
+    Stat("plan/{registry}/allocations/listed", "Allocations whose network a `rdap-down` search listed, "
+         "so they needed no prefix query of their own."),
     Stat("plan/{registry}/failed/{reason}", "Planned-crawl requests with no usable answer after the retry "
          "policy, by reason (the space they cover stays unresolved)."),
     Stat("index/all/refused_range", "Ranges wider than a /8 (or with start > end) dropped where the index "

@@ -299,7 +299,7 @@ def plan_crawl(prepared: dict[str, Any], configured: list[dict[str, Any]], param
     allocations, sources = asyncio.run(plan.gather_sources(config, run_state["bootstrap"]["document"],
                                                            limiter.acquire, stats))
     items = plan.build_items(allocations, config.plan_probe_budget, config.plan_allocations_per_registry)
-    chunks = plan.split_items(items, int(params.get("chunks") or 8))
+    chunks = plan.split_items(items, int(params.get("chunks") or 8), contiguous=plan.searchable(sources))
     summary = {"sources": sources, "items": len(items), "chunks": len(chunks)}
     plan.write_plan(master, key, chunks, summary)
     log.info("plan: %d allocations in %d chunks; sources %s", len(items), len(chunks), json.dumps(sources))

@@ -18,7 +18,7 @@ loses the most specific network; plan items are queries of other kinds
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
+import bisect
 import time
 from collections import Counter, defaultdict
 from contextlib import asynccontextmanager
@@ -35,15 +35,14 @@ from whoiscrawl.crawl.engine import ChunkDeliveryError, ChunkOutcome
 from whoiscrawl.crawl.kafka_io import DeliveryTracker
 from whoiscrawl.crawl.policy import Job, RegistryDown, decide
 from whoiscrawl.crawl.rdap_client import Fail, Ok, RdapClient, Retry, Throttle
-from whoiscrawl.crawl.records import BadResponse, _entity_summaries, network_bounds
+from whoiscrawl.crawl.records import BadResponse, network_bounds, network_record
 from whoiscrawl.crawl.routing import Router
 from whoiscrawl.crawl.stats import StatsCollector
+from whoiscrawl.crawl.strategy.sources import SEARCH_CONFORMANCE
 from whoiscrawl.crawl.strategy.tree import NetworkTree
 from whoiscrawl.crawl.strategy.walk import Range, SearchAnswer, probe_walk, search_walk
 from whoiscrawl.crawl.telemetry import TelemetryReporter
 
-#: The conformance value of RFC 9910 relation searches.
-SEARCH_CONFORMANCE = "rirSearch1"
 _TRUNCATED = "limited search results"
 
 
@@ -55,26 +54,19 @@ def _relation_key(start: int, end: int) -> str:
     return f"{ipspace.to_str(start)}%20-%20{ipspace.to_str(end)}"
 
 
-def member_record(registry: str, body: dict, url: str) -> dict:
-    """The result record of one network of a search answer, in ``build_record``'s shape.
+def _enclosing(networks: list[Range], start: int, end: int) -> Range | None:
+    """A network of ``networks`` (sorted; ``rdap-down`` lists ones that do not nest) enclosing [start, end]."""
+    i = bisect.bisect_right(networks, (start, 1 << 33)) - 1  # the last one starting at or before ``start``
+    for j in range(i, max(-1, i - 4), -1):
+        if networks[j][1] >= end:
+            return networks[j]
+    return None
 
-    Read from the object's own fields rather than through ipwhois: a search answer carries a hundred
-    networks and ipwhois takes ~8 ms for each, which made parsing, not the registry, the walk's limit.
-    """
+
+def member_record(registry: str, body: dict, url: str) -> dict:
+    """The result record of one network of a search answer (its query: the network's first address)."""
     start, end = network_bounds(body)
-    entities: list[dict] = []
-    _entity_summaries(body.get("entities"), entities, set())
-    cidrs = [f"{c['v4prefix']}/{c['length']}" for c in body.get("cidr0_cidrs") or []
-             if isinstance(c, dict) and "v4prefix" in c and "length" in c] or ipspace.range_to_cidrs(start, end)
-    return {
-        "query": ipspace.to_str(start), "registry": registry,
-        "handle": body.get("handle") or f"{ipspace.to_str(start)} - {ipspace.to_str(end)}",
-        "start": ipspace.to_str(start), "end": ipspace.to_str(end), "cidrs": cidrs,
-        "name": body.get("name"), "type": body.get("type"), "country": body.get("country"),
-        "parent_handle": body.get("parentHandle"), "entities": entities, "url": url,
-        "fetched_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "raw": body,
-    }
+    return network_record(start, registry, body, url, start, end)
 
 
 def parse_search(query: int, registry: str, body: dict, url: str) -> dict:
@@ -285,36 +277,105 @@ class PlanExecutor:
             self.tracker.flush(30.0)
 
     # --- a plan chunk ----------------------------------------------------------------------------
-    async def _per_registry(self, items: list[dict[str, Any]], work) -> None:
-        """``work(item)`` for every item, registries side by side, a few items of each at once."""
+    async def _concurrently(self, units: list[Any], work) -> None:
+        """``work(unit)`` for every unit, in order, a few at once (the registry's HTTP concurrency)."""
+        queue = list(units)
+        queue.reverse()
+
+        async def worker() -> None:
+            while queue:
+                await work(queue.pop())
+
+        await asyncio.gather(*(worker() for _ in range(self.config.http_concurrency_per_registry)))
+
+    async def run_plan(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Each registry's allocations, registries side by side, each at its own pace (its own budget)."""
+        started = time.monotonic()
         queues: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for item in items:
             queues[item["registry"]].append(item)
-
-        async def worker(queue: list[dict[str, Any]]) -> None:
-            while queue:
-                await work(queue.pop(0))
-
-        await asyncio.gather(*(worker(q) for q in queues.values()
-                               for _ in range(self.config.http_concurrency_per_registry)))
-
-    async def run_plan(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        """Walk each allocation: its prefix query first (all of them, largest first), then its networks."""
-        started = time.monotonic()
-        roots: dict[int, Range | None] = {}
         async with self._session():
-            async def first_pass(item: dict[str, Any]) -> None:
-                roots[id(item)] = await self._allocation(item)
-
-            async def second_pass(item: dict[str, Any]) -> None:
-                await self._walk(item, roots.get(id(item)))
-
-            ordered = sorted(items, key=lambda it: it["end"] - it["start"], reverse=True)
-            await self._per_registry(ordered, first_pass)
-            await self._per_registry(ordered, second_pass)
+            await asyncio.gather(*(self._registry_plan(r, q) for r, q in queues.items()))
         return {"chunk": self.chunk, "items": len(items), "host": self.host,
                 "walks": {r: dict(c) for r, c in sorted(self.walks.items())},
                 "stats": self.stats.as_dict(), "duration_s": round(time.monotonic() - started, 3)}
+
+    async def _registry_plan(self, registry: str, items: list[dict[str, Any]]) -> None:
+        """The allocations' own networks first (the coverage), largest first, then the networks inside them.
+
+        The largest allocation's prefix answer says whether the registry offers relation searches; where
+        it does, ``rdap-down`` over runs of consecutive allocations lists the rest a hundred per query, and
+        only those it did not list get a prefix query of their own.
+        """
+        items = sorted(items, key=lambda it: (it["start"] - it["end"], it["start"]))
+        roots: dict[int, Range | None] = {}
+
+        async def allocation(item: dict[str, Any]) -> None:
+            roots[id(item)] = await self._allocation(item)
+
+        await allocation(items[0])
+        rest = items[1:]
+        if self.searchable.get(registry) and rest:
+            listed = await self._list_allocations(registry, rest)
+            for item in rest:
+                root = _enclosing(listed, int(item["start"]), int(item["end"]))
+                if root is not None:
+                    roots[id(item)] = root
+            rest = [it for it in rest if id(it) not in roots]
+            self.stats.count("plan", registry, "allocations", "listed", n=len(items) - 1 - len(rest))
+        await self._concurrently(rest, allocation)
+        probed = items
+        if self.searchable.get(registry):
+            groups = self._groups([it for it in items if roots.get(id(it)) is not None])
+            await self._concurrently(groups, lambda group: self._search_group(registry, group))
+            probed = [it for it in items if roots.get(id(it)) is None]
+        await self._concurrently(probed, lambda item: self._probe_walk(item, roots.get(id(item))))
+
+    def _groups(self, items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Runs of consecutive allocations (``seq`` in address order), at most ``plan_search_group`` each."""
+        out: list[list[dict[str, Any]]] = []
+        for item in sorted(items, key=lambda it: (it.get("seq", -1), it["start"])):
+            last = out[-1][-1] if out else None
+            if (last is not None and item.get("seq") is not None and last.get("seq") is not None
+                    and item["seq"] == last["seq"] + 1 and len(out[-1]) < self.config.plan_search_group):
+                out[-1].append(item)
+            else:
+                out.append([item])
+        out.sort(key=lambda g: g[0]["start"] - g[-1]["end"])  # the widest first
+        return out
+
+    async def _list_allocations(self, registry: str, items: list[dict[str, Any]]) -> list[Range]:
+        """The networks ``rdap-down`` lists over each run of allocations (a lone one is left to its prefix)."""
+        listed: list[Range] = []
+
+        async def sweep(group: list[dict[str, Any]]) -> None:
+            if len(group) < 2:
+                return
+            bounds = [(int(it["start"]), int(it["end"])) for it in group]
+            self.stats.count("plan", registry, "walk", "allocations")
+            result = await search_walk(self, registry, bounds[0][0], bounds[-1][1], relation="rdap-down",
+                                       bounds=bounds, ask_halves=False)
+            listed.extend(result.networks)
+
+        await self._concurrently(self._groups(items), sweep)
+        return sorted(listed)
+
+    async def _search_group(self, registry: str, group: list[dict[str, Any]]) -> None:
+        """``rdap-bottom`` over one allocation or a run of them; each allocation ends resolved."""
+        bounds = [(int(it["start"]), int(it["end"])) for it in group]
+        self.walks[registry]["search"] += len(group)
+        self.stats.count("plan", registry, "walk", "search", n=len(group))
+        result = await search_walk(self, registry, bounds[0][0], bounds[-1][1], bounds=bounds)
+        if result.resolved:  # the allocations, not the space between them (another registry's, maybe)
+            self._resolved.extend(bounds)
+
+    async def _probe_walk(self, item: dict[str, Any], root: Range | None) -> None:
+        registry = item["registry"]
+        self.walks[registry]["probes"] += 1
+        self.stats.count("plan", registry, "walk", "probes")
+        result = await probe_walk(self, registry, int(item["start"]), int(item["end"]), int(item.get("budget", 0)),
+                                  root=root, max_split=self.config.plan_probe_split)
+        self._resolved.extend(result.resolved)
 
     async def _allocation(self, item: dict[str, Any]) -> Range | None:
         """The network the allocation is (its row may need several CIDRs; one answer usually covers all)."""
@@ -331,19 +392,6 @@ class PlanExecutor:
                 root = found
             cursor = max(piece[1], found[1]) + 1
         return root
-
-    async def _walk(self, item: dict[str, Any], root: Range | None) -> None:
-        registry, start, end = item["registry"], int(item["start"]), int(item["end"])
-        if root is not None and self.searchable.get(registry):
-            self.walks[registry]["search"] += 1
-            self.stats.count("plan", registry, "walk", "search")
-            result = await search_walk(self, registry, start, end)
-        else:
-            self.walks[registry]["probes"] += 1
-            self.stats.count("plan", registry, "walk", "probes")
-            result = await probe_walk(self, registry, start, end, int(item.get("budget", 0)), root=root,
-                                      max_split=self.config.plan_probe_split)
-        self._resolved.extend(result.resolved)
 
     # --- a seed chunk ----------------------------------------------------------------------------
     async def run_seed(self, addrs: np.ndarray, tree: NetworkTree) -> ChunkOutcome:

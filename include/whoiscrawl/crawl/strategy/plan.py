@@ -21,7 +21,15 @@ from whoiscrawl.crawl import ipspace
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.registries import REGISTRIES, registry_for_url
 from whoiscrawl.crawl.stats import StatsCollector
-from whoiscrawl.crawl.strategy.sources import Allocation, DelegatedError, fetch_delegated, parse_urls, real_defaults
+from whoiscrawl.crawl.strategy.sources import (
+    SEARCH_CONFORMANCE,
+    Allocation,
+    DelegatedError,
+    fetch_conformance,
+    fetch_delegated,
+    parse_urls,
+    real_defaults,
+)
 
 
 def plan_key(run: str) -> str:
@@ -44,6 +52,17 @@ def bootstrap_ranges(document: dict[str, Any]) -> dict[str, list[tuple[int, int]
     return {r: sorted(v) for r, v in out.items()}
 
 
+def service_urls(document: dict[str, Any]) -> dict[str, str]:
+    """Each registry's RDAP base URL in an RFC 9224 document (HTTPS first, as the bootstrap orders them)."""
+    out: dict[str, str] = {}
+    for entry in document.get("services") or []:
+        urls = [u for u in entry[1] if isinstance(u, str)]
+        registry = registry_for_url(urls[0]) if urls else ""
+        if registry in REGISTRIES and registry not in out:
+            out[registry] = sorted(urls, key=lambda u: not u.startswith("https:"))[0]
+    return out
+
+
 async def gather_sources(config: RunConfig, document: dict[str, Any], acquire,
                          stats: StatsCollector | None = None) -> tuple[dict[str, list[Allocation]], dict[str, Any]]:
     """Allocations per registry and where each registry's came from (``delegated`` or ``bootstrap``)."""
@@ -52,24 +71,37 @@ async def gather_sources(config: RunConfig, document: dict[str, Any], acquire,
     allocations: dict[str, list[Allocation]] = {}
     sources: dict[str, Any] = {}
     timeout = aiohttp.ClientTimeout(total=max(60.0, config.http_timeout_s))
+    services = service_urls(document)
     async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": config.user_agent}) as session:
         for registry in REGISTRIES:
             url = urls.get(registry, "")
             error = "no delegated file configured"
+            conformance = (await fetch_conformance(session, registry, services[registry], acquire)
+                           if registry in services else None)
+            # None: not known before the first answer (the walk then learns it from that answer)
+            search = None if conformance is None else SEARCH_CONFORMANCE in conformance
+            if stats is not None:
+                stats.count("plan", registry, "search", {True: "offered", False: "not_offered"}.get(search, "unknown"))
             if url:
                 try:
                     rows = await fetch_delegated(session, registry, url, acquire)
                     if rows:
                         allocations[registry] = rows
-                        sources[registry] = {"allocations": "delegated", "url": url, "rows": len(rows)}
+                        sources[registry] = {"allocations": "delegated", "url": url, "rows": len(rows),
+                                             "search": search}
                         continue
                     error = "the file lists no ipv4 allocation"
                 except DelegatedError as exc:
                     error = str(exc)
             blocks = ranges.get(registry, [])
             allocations[registry] = [Allocation(registry, s, e, "bootstrap") for s, e in blocks]
-            sources[registry] = {"allocations": "bootstrap", "error": error, "rows": len(blocks)}
+            sources[registry] = {"allocations": "bootstrap", "error": error, "rows": len(blocks), "search": search}
     return allocations, sources
+
+
+def searchable(sources: dict[str, Any]) -> set[str]:
+    """Registries whose ``help`` advertised relation searches."""
+    return {r for r, s in sources.items() if s.get("search")}
 
 
 def build_items(allocations: dict[str, list[Allocation]], probe_budget: int, per_registry: int = 0) -> list[dict[str, Any]]:
@@ -81,20 +113,37 @@ def build_items(allocations: dict[str, list[Allocation]], probe_budget: int, per
     for registry, rows in allocations.items():
         rows = sorted(rows, key=lambda a: (-a.size, a.start))[:per_registry or None]
         total = sum(a.size for a in rows) or 1
+        # ``seq``: the row's place in address order; consecutive ones may be searched as one range
+        seq = {id(a): i for i, a in enumerate(sorted(rows, key=lambda a: (a.start, a.end)))}
         for a in rows:
             items.append({"registry": registry, "start": a.start, "end": a.end, "source": a.status,
-                          "budget": int(probe_budget * a.size // total)})
+                          "budget": int(probe_budget * a.size // total), "seq": seq[id(a)]})
     return items
 
 
-def split_items(items: list[dict[str, Any]], chunks: int) -> list[list[dict[str, Any]]]:
-    """Deal each registry's items (largest first) round-robin, so chunks share every registry's work."""
+def split_items(items: list[dict[str, Any]], chunks: int,
+                contiguous: set[str] | frozenset[str] = frozenset()) -> list[list[dict[str, Any]]]:
+    """Give every chunk a share of every registry's items.
+
+    Items are dealt round-robin (largest first), so each chunk's share is alike; for the registries in
+    ``contiguous`` (those with relation searches) each chunk gets a run of neighbours in address order
+    instead, which its searches ask as ranges.
+    """
     out: list[list[dict[str, Any]]] = [[] for _ in range(max(1, chunks))]
     seen: dict[str, int] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     for item in items:
+        if item["registry"] in contiguous:
+            runs.setdefault(item["registry"], []).append(item)
+            continue
         i = seen.get(item["registry"], 0)
         out[i % len(out)].append(item)
         seen[item["registry"]] = i + 1
+    for run in runs.values():
+        run.sort(key=lambda it: (it.get("seq", 0), it["start"]))
+        share = -(-len(run) // len(out))
+        for i in range(len(out)):
+            out[i].extend(run[i * share:(i + 1) * share])
     return [c for c in out if c] or [[]]
 
 

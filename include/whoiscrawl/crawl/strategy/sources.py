@@ -28,6 +28,9 @@ DEFAULT_URLS: dict[str, str] = {
     "afrinic": "https://ftp.afrinic.net/pub/stats/afrinic/delegated-afrinic-extended-latest",
 }
 
+#: The conformance value of RFC 9910 relation searches.
+SEARCH_CONFORMANCE = "rirSearch1"
+
 #: Row statuses that are someone's space (``available`` and ``reserved`` rows are not).
 HELD_STATUSES = ("allocated", "assigned")
 
@@ -135,6 +138,27 @@ async def fetch_delegated(session: aiohttp.ClientSession, registry: str, url: st
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DelegatedError(f"{registry} delegated file {url}: {type(exc).__name__}: {exc}") from None
     return parse_delegated(raw.decode("utf-8", errors="replace"), registry)
+
+
+async def fetch_conformance(session: aiohttp.ClientSession, registry: str, base_url: str,
+                            acquire: Callable[[str], Awaitable[Any]]) -> list[str] | None:
+    """The registry's ``rdapConformance`` from its ``help`` answer (RFC 9082), None when it cannot be had.
+
+    It says before any lookup whether the registry offers relation searches (``rirSearch1``), which
+    decides how its allocations are dealt to chunks (runs of neighbours, for searches over ranges).
+    """
+    await acquire(registry)
+    url = base_url.rstrip("/") + "/help"
+    try:
+        async with session.get(url, allow_redirects=True,
+                               headers={"Accept": "application/rdap+json, application/json"}) as resp:
+            if resp.status != 200:
+                return None
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    values = body.get("rdapConformance") if isinstance(body, dict) else None
+    return [v for v in values if isinstance(v, str)] if isinstance(values, list) else None
 
 
 def urls_for(mapping: Mapping[str, str], registries: list[str]) -> dict[str, str]:

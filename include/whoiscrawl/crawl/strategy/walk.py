@@ -3,13 +3,16 @@
 Two ways, chosen per registry by what it offers:
 
 * ``search_walk`` (registries advertising ``rirSearch1``): ``rdap-bottom``
-  over the allocation lists the networks that are some address's most
-  specific one, up to 100 per answer. A truncated answer is continued from
-  the last network it listed (answers are in address order), a refused one
-  (more than 10,000 related objects) is split in halves, each half also
-  asked as a prefix (a network equal to a half is not "strictly inside" it).
-  About one query per hundred networks, and the allocation ends resolved:
-  every address's most specific network is known.
+  over an allocation, or a run of consecutive allocations, lists the
+  networks that are some address's most specific one, up to 100 per answer.
+  A truncated answer is continued from the last network it listed (answers
+  are in address order), a refused one (more than 10,000 related objects) is
+  split, at an allocation boundary where the run has one, else in CIDR
+  halves, each half also asked as a prefix (a network equal to a half is not
+  "strictly inside" it). About one query per hundred networks, and the range
+  ends resolved: every address's most specific network is known. The same
+  walk with ``rdap-down`` over a run of allocations lists the allocations
+  themselves, a hundred per query.
 * ``probe_walk`` (no search): address probes, each answered with the most
   specific network of that address. Probes go to the gaps of the networks
   found (the space no known child covers), cut into CIDR blocks; the smallest
@@ -77,11 +80,28 @@ def halves(start: int, end: int) -> list[Range]:
     return [(start, mid - 1), (mid, end)]
 
 
+def _split(lo: int, hi: int, bounds: list[Range]) -> list[Range] | None:
+    """Split [lo, hi] at the allocation boundary nearest its middle (None: no boundary inside it)."""
+    cuts = [s for s, _e in bounds if lo < s <= hi]
+    if not cuts:
+        return None
+    cut = cuts[len(cuts) // 2]
+    return [(lo, cut - 1), (cut, hi)]
+
+
 async def search_walk(queries: Queries, registry: str, start: int, end: int,
-                      relation: str = "rdap-bottom") -> WalkResult:
-    """Every most specific network of the registry in [start, end] (the allocation's own range)."""
+                      relation: str = "rdap-bottom", bounds: list[Range] | None = None,
+                      ask_halves: bool = True) -> WalkResult:
+    """Every network ``relation`` lists in [start, end]: with ``rdap-bottom``, every most specific one.
+
+    [start, end] is one allocation, or a run of consecutive allocations (``bounds``, sorted): a refused
+    answer is split at an allocation boundary first (no query lost to a network equal to a half), and
+    only a single allocation is cut in CIDR halves, each half then also asked as a prefix when
+    ``ask_halves`` (``rdap-bottom`` never lists a network equal to the range asked).
+    """
     out = WalkResult()
     todo: list[Range] = [(start, end)]
+    bounds = sorted(bounds or [])
     complete = True
     while todo:
         lo, hi = todo.pop()
@@ -93,22 +113,27 @@ async def search_walk(queries: Queries, registry: str, start: int, end: int,
             out.unresolved.append((lo, hi))
             continue
         if answer.refused or (answer.truncated and not answer.networks):
-            parts = halves(lo, hi)
-            if len(parts) == 1:
-                complete = False
-                out.unresolved.append((lo, hi))
-                continue
-            for p_lo, p_hi in parts:
-                found = await queries.prefix(registry, p_lo, p_hi)
-                out.queries += 1
-                if found is not None:
-                    out.networks.add(found)
+            parts = _split(lo, hi, bounds)
+            if parts is None:
+                parts = halves(lo, hi)
+                if len(parts) == 1:
+                    complete = False
+                    out.unresolved.append((lo, hi))
+                    continue
+                if ask_halves:
+                    for p_lo, p_hi in parts:
+                        found = await queries.prefix(registry, p_lo, p_hi)
+                        out.queries += 1
+                        if found is not None:
+                            out.networks.add(found)
             todo.extend(reversed(parts))
             continue
         if answer.truncated:
             cut = max(s for s, _e in answer.networks)
             if cut <= lo:  # a hundred networks starting at one address: split instead
-                todo.extend(reversed(halves(lo, hi)))
+                todo.extend(reversed(_split(lo, hi, bounds) or halves(lo, hi)))
+            elif relation == "rdap-down" and (cut, hi) in answer.networks:
+                continue  # the rest is that one network: asked again, it would list its children
             else:
                 todo.append((cut, hi))
     if complete:
