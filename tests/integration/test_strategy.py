@@ -130,6 +130,8 @@ def test_planned_crawl_resolves_every_seed_address_to_its_most_specific_network(
         run = Run(redis_flush, kafka, sim, plan_probe_budget=300)
         items, sources = run.items()
         assert {r: s["allocations"] for r, s in sources.items()} == {r: "delegated" for r in REGISTRIES}
+        # each registry's help says whether it offers relation searches (the simulator: as the real ones)
+        assert {r: s["search"] for r, s in sources.items()} == {r: r in ("arin", "ripencc") for r in REGISTRIES}
         arin_ripe = [it for it in items if it["registry"] in ("arin", "ripencc")][:40]
         others = [it for it in items if it["registry"] not in ("arin", "ripencc")][:40]
         asyncio.run(run.executor().run_plan(arin_ripe + others))

@@ -118,3 +118,34 @@ def test_the_real_files_are_the_default_only_for_registries_reached_at_their_rea
     urls = parse_urls("", defaults=real_defaults(iana))
     assert "lacnic" not in urls or not urls["lacnic"]  # the simulator's LACNIC: no real file fetched
     assert parse_urls("lacnic=http://127.0.0.1:18084/x", defaults={})["lacnic"] == "http://127.0.0.1:18084/x"
+
+
+def test_registries_with_searches_get_runs_of_neighbours_and_the_others_round_robin():
+    allocations = {"arin": [Allocation("arin", i * 256, i * 256 + 255, "allocated") for i in range(10)],
+                   "apnic": [Allocation("apnic", 65536 + i * 256, 65536 + i * 256 + 255, "allocated")
+                             for i in range(10)]}
+    items = build_items(allocations, probe_budget=0)
+    assert sorted(it["seq"] for it in items if it["registry"] == "arin") == list(range(10))
+    chunks = split_items(items, 3, contiguous={"arin"})
+    assert len(chunks) == 3
+    for chunk in chunks:
+        seqs = sorted(it["seq"] for it in chunk if it["registry"] == "arin")
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # one run in address order
+        assert any(it["registry"] == "apnic" for it in chunk)
+    assert sorted(it["seq"] for c in chunks for it in c if it["registry"] == "arin") == list(range(10))
+    apnic_first = [sorted(it["seq"] for it in c if it["registry"] == "apnic")[0] for c in chunks]
+    assert len(set(apnic_first)) == 3 and max(apnic_first) <= 2  # dealt one by one, not in runs
+
+
+def test_a_refused_run_is_split_at_an_allocation_boundary_and_listed_networks_enclose_their_rows():
+    from whoiscrawl.crawl.strategy.executor import _enclosing
+    from whoiscrawl.crawl.strategy.walk import _split
+
+    bounds = [(0, 99), (100, 199), (300, 399), (400, 499)]
+    assert _split(0, 499, bounds) == [(0, 299), (300, 499)]
+    assert _split(300, 399, bounds) is None  # one allocation: CIDR halves instead
+    listed = sorted([(0, 199), (300, 399), (450, 460)])
+    assert _enclosing(listed, 100, 199) == (0, 199)
+    assert _enclosing(listed, 300, 399) == (300, 399)
+    assert _enclosing(listed, 400, 499) is None
+    assert _enclosing(listed, 0, 255) is None
