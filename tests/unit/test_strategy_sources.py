@@ -149,3 +149,15 @@ def test_a_refused_run_is_split_at_an_allocation_boundary_and_listed_networks_en
     assert _enclosing(listed, 300, 399) == (300, 399)
     assert _enclosing(listed, 400, 499) is None
     assert _enclosing(listed, 0, 255) is None
+
+
+def test_only_neighbours_in_the_whole_list_have_consecutive_seq():
+    # ten rows in address order; the three largest are the 1st, 6th and 10th: a partial plan keeps them,
+    # and they must not look like neighbours (a search over their span would take in the seven others)
+    sizes = [4096, 256, 256, 256, 256, 4096, 256, 256, 256, 4096]
+    rows, start = [], 0
+    for size in sizes:
+        rows.append(Allocation("arin", start, start + size - 1, "allocated"))
+        start += size
+    items = build_items({"arin": rows}, probe_budget=0, per_registry=3)
+    assert sorted(it["seq"] for it in items) == [0, 5, 9]

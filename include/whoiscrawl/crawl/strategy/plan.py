@@ -111,10 +111,11 @@ def build_items(allocations: dict[str, list[Allocation]], probe_budget: int, per
     """
     items = []
     for registry, rows in allocations.items():
+        # ``seq``: the row's place in the registry's whole list in address order; rows with consecutive
+        # ones are neighbours, which a relation search may ask as one range
+        seq = {id(a): i for i, a in enumerate(sorted(rows, key=lambda a: (a.start, a.end)))}
         rows = sorted(rows, key=lambda a: (-a.size, a.start))[:per_registry or None]
         total = sum(a.size for a in rows) or 1
-        # ``seq``: the row's place in address order; consecutive ones may be searched as one range
-        seq = {id(a): i for i, a in enumerate(sorted(rows, key=lambda a: (a.start, a.end)))}
         for a in rows:
             items.append({"registry": registry, "start": a.start, "end": a.end, "source": a.status,
                           "budget": int(probe_budget * a.size // total), "seq": seq[id(a)]})
