@@ -7,10 +7,11 @@ universe (the ground truth), loaded in this process from the same cache.
 * classic: the ancestor's strategy with whoiscrawl's engine: shuffled classic-pattern addresses,
   skipping those inside a network already found, fed in batches until it has spent as many queries
   as the planned crawl (or ``--queries``).
-* planned: the plan from the simulator's delegated files (``delegated_urls``), one prefix query per
-  allocation largest first, ``rdap-bottom`` walks where ``rirSearch1`` is advertised (ARIN, RIPE NCC),
-  gap probes elsewhere (``--probe-budget`` per registry), then the seed answered from what was found
-  and the rest looked up.
+* planned: the plan from the simulator's delegated files (``delegated_urls``), each registry at its
+  own pace: where ``rirSearch1`` is advertised (ARIN, RIPE NCC) the allocations listed by ``rdap-down``
+  over runs of neighbours and walked with ``rdap-bottom`` over the same runs; elsewhere one prefix
+  query per allocation, largest first, then gap probes (``--probe-budget`` per registry); then the
+  seed answered from what was found and the rest looked up.
 
 The seed is the first ``--seed-size`` addresses of the shuffled classic pattern (the ones classic
 crawls first). Prints, per strategy: queries to reach 64/80/90/95 % of the non-reserved space, final
