@@ -124,10 +124,12 @@ def test_gap_probes_find_the_most_specific_networks_of_allocations_without_searc
     assert expected <= found, f"missed {sorted(expected - found)[:5]}"
 
 
-def test_planned_crawl_resolves_every_seed_address_to_its_most_specific_network(universe, redis_flush, kafka):
+@pytest.mark.parametrize("coverage_first", [1, 0])
+def test_planned_crawl_resolves_every_seed_address_to_its_most_specific_network(universe, redis_flush, kafka,
+                                                                                 coverage_first):
     addrs = sample_addresses(universe, 600, seed=5)
     with SimulatorThread(universe, profile="fast") as sim:
-        run = Run(redis_flush, kafka, sim, plan_probe_budget=300)
+        run = Run(redis_flush, kafka, sim, plan_probe_budget=300, plan_coverage_first=coverage_first)
         items, sources = run.items()
         assert {r: s["allocations"] for r, s in sources.items()} == {r: "delegated" for r in REGISTRIES}
         # each registry's help says whether it offers relation searches (the simulator: as the real ones)

@@ -106,6 +106,10 @@ class RunConfig:
            "elsewhere are looked up one by one. For demos and partial runs.")
     plan_probe_split: int = _tunable(
         8, "Halvings of a network's gap probed before its unprobed addresses are left to the seed's lookups.")
+    plan_coverage_first: int = _tunable(
+        1, "1: every registry's allocations are queried before any registry walks inside them (the fewest "
+           "queries to each coverage level); 0: each registry walks as soon as its own allocations are "
+           "known (the shortest time when registries' budgets differ, e.g. LACNIC's 1,000 an hour).")
     plan_search_group: int = _tunable(
         64, "Consecutive allocations a relation search asks as one range (RFC 9910 registries): fewer "
             "queries per allocation; a refused answer is split at an allocation boundary.")
@@ -130,6 +134,9 @@ class RunConfig:
                      "max_throttles", "bootstrap_max_age_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"run config {name}={getattr(self, name)!r}: must be >= 0")
+        for name in ("plan_coverage_first", "skip_known_networks"):
+            if getattr(self, name) not in (0, 1):
+                raise ConfigError(f"run config {name}={getattr(self, name)!r}: 0 or 1")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"run config strategy={self.strategy!r}: one of {', '.join(STRATEGIES)}")
         if min(self.plan_probe_budget, self.plan_probe_split, self.plan_allocations_per_registry) < 0:

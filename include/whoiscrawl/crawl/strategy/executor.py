@@ -289,19 +289,32 @@ class PlanExecutor:
         await asyncio.gather(*(worker() for _ in range(self.config.http_concurrency_per_registry)))
 
     async def run_plan(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        """Each registry's allocations, registries side by side, each at its own pace (its own budget)."""
+        """Each registry's allocations: their own networks first (the coverage), then the networks inside.
+
+        With ``plan_coverage_first`` every registry's coverage comes before any registry's walks (the
+        fewest queries to each coverage level); without it each registry walks as soon as its own
+        allocations are known (the shortest time when the registries' budgets differ widely).
+        """
         started = time.monotonic()
         queues: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for item in items:
             queues[item["registry"]].append(item)
         async with self._session():
-            await asyncio.gather(*(self._registry_plan(r, q) for r, q in queues.items()))
+            if self.config.plan_coverage_first:
+                roots = await asyncio.gather(*(self._cover(r, q) for r, q in queues.items()))
+                await asyncio.gather(*(self._walk_inside(r, q, found)
+                                       for (r, q), found in zip(queues.items(), roots)))
+            else:
+                async def registry_plan(registry: str, queue: list[dict[str, Any]]) -> None:
+                    await self._walk_inside(registry, queue, await self._cover(registry, queue))
+
+                await asyncio.gather(*(registry_plan(r, q) for r, q in queues.items()))
         return {"chunk": self.chunk, "items": len(items), "host": self.host,
                 "walks": {r: dict(c) for r, c in sorted(self.walks.items())},
                 "stats": self.stats.as_dict(), "duration_s": round(time.monotonic() - started, 3)}
 
-    async def _registry_plan(self, registry: str, items: list[dict[str, Any]]) -> None:
-        """The allocations' own networks first (the coverage), largest first, then the networks inside them.
+    async def _cover(self, registry: str, items: list[dict[str, Any]]) -> dict[int, Range | None]:
+        """The network of each allocation (by ``id(item)``), largest first.
 
         The largest allocation's prefix answer says whether the registry offers relation searches; where
         it does, ``rdap-down`` over runs of consecutive allocations lists the rest a hundred per query, and
@@ -324,6 +337,11 @@ class PlanExecutor:
             rest = [it for it in rest if id(it) not in roots]
             self.stats.count("plan", registry, "allocations", "listed", n=len(items) - 1 - len(rest))
         await self._concurrently(rest, allocation)
+        return roots
+
+    async def _walk_inside(self, registry: str, items: list[dict[str, Any]], roots: dict[int, Range | None]) -> None:
+        """The networks inside the allocations: relation searches over runs of them, else gap probes."""
+        items = sorted(items, key=lambda it: (it["start"] - it["end"], it["start"]))
         probed = items
         if self.searchable.get(registry):
             groups = self._groups([it for it in items if roots.get(id(it)) is not None])
