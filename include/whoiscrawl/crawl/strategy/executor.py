@@ -301,32 +301,33 @@ class PlanExecutor:
             queues[item["registry"]].append(item)
         async with self._session():
             if self.config.plan_coverage_first:
-                roots = await asyncio.gather(*(self._cover(r, q) for r, q in queues.items()))
-                await asyncio.gather(*(self._walk_inside(r, q, found)
-                                       for (r, q), found in zip(queues.items(), roots)))
+                # the listings first: a query each for 64 allocations, but slow answers, which would
+                # otherwise lag behind the other registries' prefix queries
+                listed = await asyncio.gather(*(self._list(r, q) for r, q in queues.items()))
+                await asyncio.gather(*(self._cover_rest(rest, roots) for rest, roots in listed))
+                await asyncio.gather(*(self._walk_inside(r, q, roots)
+                                       for (r, q), (_rest, roots) in zip(queues.items(), listed)))
             else:
                 async def registry_plan(registry: str, queue: list[dict[str, Any]]) -> None:
-                    await self._walk_inside(registry, queue, await self._cover(registry, queue))
+                    rest, roots = await self._list(registry, queue)
+                    await self._cover_rest(rest, roots)
+                    await self._walk_inside(registry, queue, roots)
 
                 await asyncio.gather(*(registry_plan(r, q) for r, q in queues.items()))
         return {"chunk": self.chunk, "items": len(items), "host": self.host,
                 "walks": {r: dict(c) for r, c in sorted(self.walks.items())},
                 "stats": self.stats.as_dict(), "duration_s": round(time.monotonic() - started, 3)}
 
-    async def _cover(self, registry: str, items: list[dict[str, Any]]) -> dict[int, Range | None]:
-        """The network of each allocation (by ``id(item)``), largest first.
+    async def _list(self, registry: str, items: list[dict[str, Any]]
+                    ) -> tuple[list[dict[str, Any]], dict[int, Range | None]]:
+        """The largest allocation's prefix query, then, where relation searches are offered, ``rdap-down``
+        over runs of consecutive allocations (a hundred per query); the allocations still without their
+        network (largest first) and the networks found, by ``id(item)``.
 
-        The largest allocation's prefix answer says whether the registry offers relation searches; where
-        it does, ``rdap-down`` over runs of consecutive allocations lists the rest a hundred per query, and
-        only those it did not list get a prefix query of their own.
+        The largest allocation's answer says whether the registry offers the searches.
         """
         items = sorted(items, key=lambda it: (it["start"] - it["end"], it["start"]))
-        roots: dict[int, Range | None] = {}
-
-        async def allocation(item: dict[str, Any]) -> None:
-            roots[id(item)] = await self._allocation(item)
-
-        await allocation(items[0])
+        roots: dict[int, Range | None] = {id(items[0]): await self._allocation(items[0])}
         rest = items[1:]
         if self.searchable.get(registry) and rest:
             listed = await self._list_allocations(registry, rest)
@@ -336,8 +337,14 @@ class PlanExecutor:
                     roots[id(item)] = root
             rest = [it for it in rest if id(it) not in roots]
             self.stats.count("plan", registry, "allocations", "listed", n=len(items) - 1 - len(rest))
-        await self._concurrently(rest, allocation)
-        return roots
+        return rest, roots
+
+    async def _cover_rest(self, items: list[dict[str, Any]], roots: dict[int, Range | None]) -> None:
+        """A prefix query for each allocation no listing covered, largest first."""
+        async def allocation(item: dict[str, Any]) -> None:
+            roots[id(item)] = await self._allocation(item)
+
+        await self._concurrently(items, allocation)
 
     async def _walk_inside(self, registry: str, items: list[dict[str, Any]], roots: dict[int, Range | None]) -> None:
         """The networks inside the allocations: relation searches over runs of them, else gap probes."""
