@@ -297,7 +297,7 @@ class PlanExecutor:
         """
         started = time.monotonic()
         queues: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for item in items:
+        for item in sorted(items, key=lambda it: (it["start"] - it["end"], it["start"])):  # largest first
             queues[item["registry"]].append(item)
         async with self._session():
             if self.config.plan_coverage_first:
@@ -324,9 +324,8 @@ class PlanExecutor:
         over runs of consecutive allocations (a hundred per query); the allocations still without their
         network (largest first) and the networks found, by ``id(item)``.
 
-        The largest allocation's answer says whether the registry offers the searches.
+        ``items`` come largest first; the largest one's answer says whether the registry offers the searches.
         """
-        items = sorted(items, key=lambda it: (it["start"] - it["end"], it["start"]))
         roots: dict[int, Range | None] = {id(items[0]): await self._allocation(items[0])}
         rest = items[1:]
         if self.searchable.get(registry) and rest:
@@ -347,8 +346,7 @@ class PlanExecutor:
         await self._concurrently(items, allocation)
 
     async def _walk_inside(self, registry: str, items: list[dict[str, Any]], roots: dict[int, Range | None]) -> None:
-        """The networks inside the allocations: relation searches over runs of them, else gap probes."""
-        items = sorted(items, key=lambda it: (it["start"] - it["end"], it["start"]))
+        """The networks inside the allocations (largest first): relation searches over runs, else gap probes."""
         probed = items
         if self.searchable.get(registry):
             groups = self._groups([it for it in items if roots.get(id(it)) is not None])

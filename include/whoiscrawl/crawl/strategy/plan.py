@@ -18,6 +18,7 @@ import aiohttp
 import redis
 
 from whoiscrawl.crawl import ipspace
+from whoiscrawl.crawl.bootstrap import Bootstrap
 from whoiscrawl.crawl.config import RunConfig
 from whoiscrawl.crawl.registries import REGISTRIES, registry_for_url
 from whoiscrawl.crawl.stats import StatsCollector
@@ -52,17 +53,6 @@ def bootstrap_ranges(document: dict[str, Any]) -> dict[str, list[tuple[int, int]
     return {r: sorted(v) for r, v in out.items()}
 
 
-def service_urls(document: dict[str, Any]) -> dict[str, str]:
-    """Each registry's RDAP base URL in an RFC 9224 document (HTTPS first, as the bootstrap orders them)."""
-    out: dict[str, str] = {}
-    for entry in document.get("services") or []:
-        urls = [u for u in entry[1] if isinstance(u, str)]
-        registry = registry_for_url(urls[0]) if urls else ""
-        if registry in REGISTRIES and registry not in out:
-            out[registry] = sorted(urls, key=lambda u: not u.startswith("https:"))[0]
-    return out
-
-
 async def gather_sources(config: RunConfig, document: dict[str, Any], acquire,
                          stats: StatsCollector | None = None) -> tuple[dict[str, list[Allocation]], dict[str, Any]]:
     """Allocations per registry and where each registry's came from (``delegated`` or ``bootstrap``)."""
@@ -71,7 +61,9 @@ async def gather_sources(config: RunConfig, document: dict[str, Any], acquire,
     allocations: dict[str, list[Allocation]] = {}
     sources: dict[str, Any] = {}
     timeout = aiohttp.ClientTimeout(total=max(60.0, config.http_timeout_s))
-    services = service_urls(document)
+    services: dict[str, str] = {}
+    for service in Bootstrap(document, names=config.registry_names).services:  # its URL choice: HTTPS first
+        services.setdefault(service.registry, service.base_url)
     async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": config.user_agent}) as session:
         for registry in REGISTRIES:
             url = urls.get(registry, "")
