@@ -449,25 +449,22 @@ class PlanExecutor:
                 self.stats.count("address", service.registry, "routed")
                 queues[service.registry].append(addr)
 
-            async def worker(queue: list[int]) -> None:
-                while queue:
-                    addr = queue.pop()
-                    result = await self._request("seed", addr)
-                    if isinstance(result, Ok):
-                        registry = result.registry
+            async def look_up(addr: int) -> None:
+                result = await self._request("seed", addr)
+                if isinstance(result, Ok):
+                    registry = result.registry
 
-                        def acked(registry=registry) -> None:
-                            counts["looked_up"] += 1
-                            self.stats.count("address", registry, "looked_up")
+                    def acked(registry=registry) -> None:
+                        counts["looked_up"] += 1
+                        self.stats.count("address", registry, "looked_up")
 
-                        self._deliver(result.record, acked)
-                    else:
-                        reasons[result.reason] += 1
-                        self.failures.append((int(addr), result.reason))
-                        self.stats.count("address", result.registry, "failed", result.reason)
+                    self._deliver(result.record, acked)
+                else:
+                    reasons[result.reason] += 1
+                    self.failures.append((int(addr), result.reason))
+                    self.stats.count("address", result.registry, "failed", result.reason)
 
-            await asyncio.gather(*(worker(q) for q in queues.values()
-                                   for _ in range(self.config.http_concurrency_per_registry)))
+            await asyncio.gather(*(self._concurrently(q, look_up) for q in queues.values()))
         failed = sum(reasons.values())
         if answered + counts["looked_up"] + failed != total:
             raise RuntimeError(f"chunk {self.chunk}: {answered + counts['looked_up'] + failed} of {total} "
